@@ -1,0 +1,283 @@
+"""Typed config schema, YAML loading with `key=value` overrides, and validation.
+
+The schema is a tree of dataclasses merged strictly by OmegaConf: a key that is not in the
+schema, or a value of the wrong type, is an error naming the full key. Range and registry
+checks follow in `validate`. Everything is checked before any work starts.
+
+BN momentum follows the Flax/Keras convention:
+    running = momentum * running + (1 - momentum) * batch_statistic
+so PyTorch's `momentum=0.1` is `model.bn_momentum=0.9` here. Default 0.99, epsilon 1e-5.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from .errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | idx:<folder> | tfds:<name> | synthetic
+    data_dir: Optional[str] = None  # TFDS data_dir (None: TFDS's default, ~/tensorflow_datasets)
+    val_fraction: float = 0.1  # of the training data, when the dataset has no validation split
+    test_fraction: float = 0.2  # of all data, when the dataset has no test split
+    split_seed: int = 0  # the split is the same for every run seed
+    subset: Optional[int] = None  # keep only this many training examples
+    standardize: str = "channel"  # none | feature | channel; statistics from the training split only
+    synthetic_size: int = 2000  # `synthetic` only: number of examples
+    synthetic_shape: List[int] = field(default_factory=lambda: [8, 8, 1])  # H, W, C
+    synthetic_classes: int = 10
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # mlp | cnn
+    depth: int = 3  # hidden layers (mlp) or conv stages (cnn)
+    width: int = 100  # hidden units (mlp) or channels of the first stage (cnn, doubled per stage)
+    convs_per_stage: int = 1  # cnn only
+    norm: str = "batch"  # none | batch | layer | group
+    activation: str = "relu"
+    init: str = "default"  # default | lecun_normal | glorot_normal | he_normal | normal
+    init_std: float = 0.01  # init=normal only: Ioffe & Szegedy's "small random Gaussian"
+    init_scale: float = 1.0  # multiplies every kernel initialiser, for deliberately bad inits
+    dropout: float = 0.0
+    bn_momentum: float = 0.99  # Flax/Keras convention, see module docstring
+    norm_epsilon: float = 1e-5
+    groups: int = 4  # group norm: number of groups
+
+
+@dataclass
+class OptimConfig:
+    name: str = "sgd"  # sgd | momentum | adam
+    lr: float = 0.1
+    momentum: float = 0.9  # momentum only
+    nesterov: bool = False  # momentum only
+    b1: float = 0.9  # adam only
+    b2: float = 0.999  # adam only
+    schedule: str = "constant"  # constant | cosine | linear | step
+    warmup_steps: int = 0  # linear warm-up from 0, before the schedule
+    final_lr_fraction: float = 0.0  # cosine/linear: lr at the end as a fraction of lr
+    decay_boundaries: List[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of training
+    decay_factor: float = 0.1  # step: lr multiplier at each boundary
+    weight_decay: float = 0.0  # on kernels only; L2 in the gradient for sgd/momentum, decoupled (AdamW) for adam
+    clip_value: Optional[float] = None  # clip each gradient element to [-v, v]
+    clip_global_norm: Optional[float] = None  # rescale the whole gradient to this global l2 norm
+
+
+@dataclass
+class TrainConfig:
+    batch_size: int = 60
+    steps: Optional[int] = None  # give exactly one of steps and epochs
+    epochs: Optional[float] = None
+    log_every: int = 100  # steps per compiled chunk; metrics and evaluation after each
+    eval_batch_size: int = 1000
+    checkpoint_every: int = 0  # steps between orbax checkpoints (a multiple of log_every); 0: off
+
+
+@dataclass
+class SweepConfig:
+    grid: Dict[str, List[Any]] = field(default_factory=dict)  # product over these axes
+    zip: Dict[str, List[Any]] = field(default_factory=dict)  # these axes vary together
+
+
+@dataclass
+class Config:
+    name: str = "run"  # results go to results/<name> unless --out is given
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+
+def _omegaconf_message(err: OmegaConfBaseException) -> str:
+    """Turn OmegaConf's multi-line message into `key: what is wrong; allowed: ...`."""
+    key = getattr(err, "full_key", None) or "<config>"
+    first = str(getattr(err, "msg", err)).strip().splitlines()[0]
+    if "not in" in first or "Key '" in first and "not" in first:
+        parent = key.rpartition(".")[0]
+        node = OmegaConf.structured(Config)
+        try:
+            sub = OmegaConf.select(node, parent) if parent else node
+            allowed = ", ".join(sub.keys()) if isinstance(sub, DictConfig) else ""
+        except Exception:
+            allowed = ""
+        return f"{key}: unknown key" + (f"; allowed keys here: {allowed}" if allowed else "")
+    return f"{key}: {first}"
+
+
+def _schema() -> DictConfig:
+    return OmegaConf.structured(Config)
+
+
+def load(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """YAML file (optional) + `section.key=value` overrides, merged strictly onto the schema."""
+    cfg = _schema()
+    try:
+        if path is not None:
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file {str(path)!r} does not exist")
+            loaded = OmegaConf.load(path)
+            if not isinstance(loaded, DictConfig):
+                raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+            cfg = OmegaConf.merge(cfg, loaded)
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r}: expected section.key=value, e.g. optim.lr=0.1")
+            key, _, value = item.partition("=")
+            if key.startswith(("sweep.grid.", "sweep.zip.")):
+                # the axis name itself holds dots (sweep.grid.optim.lr=[0.1,1]): set it as one key
+                _, kind, axis = key.split(".", 2)
+                cfg.sweep[kind][axis] = yaml.safe_load(value)
+                continue
+            if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
+                raise ConfigError(f"{key}: unknown key; see `bnlab run --help` and the schema in bnlab/config.py")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    except OmegaConfBaseException as err:
+        raise ConfigError(_omegaconf_message(err)) from None
+    except Exception as err:  # YAML syntax errors and the like
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{path}: {err}") from None
+    return cfg
+
+
+def to_object(cfg: DictConfig) -> Config:
+    return OmegaConf.to_object(cfg)  # type: ignore[return-value]
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}; lists stay values."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def to_yaml(cfg: Config) -> str:
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+
+
+def with_values(cfg: DictConfig, values: dict[str, Any]) -> DictConfig:
+    """A copy of `cfg` with dotted keys set, type-checked against the schema."""
+    out = copy.deepcopy(cfg)
+    for key, value in values.items():
+        if OmegaConf.select(out, key, default="<missing>") == "<missing>" or key.startswith("sweep"):
+            raise ConfigError(f"sweep axis {key!r}: unknown key; an axis must be a config key such as optim.lr")
+        try:
+            OmegaConf.update(out, key, value, merge=False)
+        except OmegaConfBaseException as err:
+            raise ConfigError(f"sweep axis {key}={value!r}: {_omegaconf_message(err)}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Semantic validation: ranges and registry names. Each problem names its key and what is allowed.
+
+STANDARDIZE = ("none", "feature", "channel")
+SCHEDULES = ("constant", "cosine", "linear", "step")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError listing every problem found (not just the first)."""
+    from . import data, models, norms, optim  # registries; imported here to keep `--help` fast
+
+    problems: list[str] = []
+
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(msg)
+
+    def registered(registry, name: str) -> None:
+        try:
+            registry.get(name)
+        except ConfigError as err:
+            problems.append(str(err))
+
+    d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
+    try:
+        data.parse_name(d.name)
+    except ConfigError as err:
+        problems.append(str(err))
+    check(0 <= d.val_fraction < 1, f"data.val_fraction: must be in [0, 1), got {d.val_fraction}")
+    check(0 < d.test_fraction < 1, f"data.test_fraction: must be in (0, 1), got {d.test_fraction}")
+    check(d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction: must be < 1")
+    check(d.subset is None or d.subset > 0, f"data.subset: must be a positive count or null, got {d.subset}")
+    check(d.standardize in STANDARDIZE, f"data.standardize: unknown {d.standardize!r}; allowed: {', '.join(STANDARDIZE)}")
+    check(d.synthetic_size > 0, f"data.synthetic_size: must be > 0, got {d.synthetic_size}")
+    check(len(d.synthetic_shape) == 3 and all(s > 0 for s in d.synthetic_shape),
+          f"data.synthetic_shape: must be three positive sizes [H, W, C], got {list(d.synthetic_shape)}")
+    check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
+
+    registered(models.MODELS, m.name)
+    registered(norms.NORMS, m.norm)
+    registered(models.ACTIVATIONS, m.activation)
+    registered(models.INITIALIZERS, m.init)
+    check(m.depth >= 1, f"model.depth: must be >= 1, got {m.depth}")
+    check(m.width >= 1, f"model.width: must be >= 1, got {m.width}")
+    check(m.convs_per_stage >= 1, f"model.convs_per_stage: must be >= 1, got {m.convs_per_stage}")
+    check(m.init_std > 0, f"model.init_std: must be > 0, got {m.init_std}")
+    check(m.init_scale > 0, f"model.init_scale: must be > 0, got {m.init_scale}")
+    check(0 <= m.dropout < 1, f"model.dropout: must be in [0, 1), got {m.dropout}")
+    check(0 <= m.bn_momentum < 1, f"model.bn_momentum: must be in [0, 1) (Flax convention, 0.99 default), got {m.bn_momentum}")
+    check(m.norm_epsilon > 0, f"model.norm_epsilon: must be > 0, got {m.norm_epsilon}")
+    check(m.groups >= 1, f"model.groups: must be >= 1, got {m.groups}")
+    if m.norm == "group":
+        check(m.width % m.groups == 0, f"model.groups: must divide model.width ({m.width}), got {m.groups}")
+
+    registered(optim.OPTIMIZERS, o.name)
+    check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
+    check(0 <= o.momentum < 1, f"optim.momentum: must be in [0, 1), got {o.momentum}")
+    check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, f"optim.b1, optim.b2: must be in [0, 1), got {o.b1}, {o.b2}")
+    check(o.schedule in SCHEDULES, f"optim.schedule: unknown {o.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    check(o.warmup_steps >= 0, f"optim.warmup_steps: must be >= 0, got {o.warmup_steps}")
+    check(0 <= o.final_lr_fraction <= 1, f"optim.final_lr_fraction: must be in [0, 1], got {o.final_lr_fraction}")
+    check(all(0 < b < 1 for b in o.decay_boundaries) and list(o.decay_boundaries) == sorted(o.decay_boundaries),
+          f"optim.decay_boundaries: must be increasing fractions in (0, 1), got {list(o.decay_boundaries)}")
+    check(o.decay_factor > 0, f"optim.decay_factor: must be > 0, got {o.decay_factor}")
+    check(o.weight_decay >= 0, f"optim.weight_decay: must be >= 0, got {o.weight_decay}")
+    check(o.clip_value is None or o.clip_value > 0, f"optim.clip_value: must be > 0 or null, got {o.clip_value}")
+    check(o.clip_global_norm is None or o.clip_global_norm > 0,
+          f"optim.clip_global_norm: must be > 0 or null, got {o.clip_global_norm}")
+
+    check(t.batch_size >= 1, f"train.batch_size: must be >= 1, got {t.batch_size}")
+    check((t.steps is None) != (t.epochs is None), "train.steps, train.epochs: give exactly one of them")
+    check(t.steps is None or t.steps >= 1, f"train.steps: must be >= 1, got {t.steps}")
+    check(t.epochs is None or t.epochs > 0, f"train.epochs: must be > 0, got {t.epochs}")
+    check(t.log_every >= 1, f"train.log_every: must be >= 1, got {t.log_every}")
+    check(t.eval_batch_size >= 1, f"train.eval_batch_size: must be >= 1, got {t.eval_batch_size}")
+    check(t.checkpoint_every >= 0, f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
+    if t.checkpoint_every > 0 and t.log_every >= 1:
+        check(t.checkpoint_every % t.log_every == 0,
+              f"train.checkpoint_every: must be a multiple of train.log_every ({t.log_every}), got {t.checkpoint_every}")
+
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def validate_against_data(cfg: Config, num_train: int) -> None:
+    """Checks that need the dataset's size."""
+    if cfg.train.batch_size > num_train:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} is larger than the training split "
+            f"({num_train} examples of {cfg.data.name}); allowed: 1..{num_train}"
+        )

@@ -1,0 +1,232 @@
+"""Datasets (registry): loaded whole into memory as float32 NHWC images and int32 labels.
+
+`data.name` picks a loader: `digits`, `synthetic`, `idx:<folder>` or `tfds:<name>`. Every loader
+returns the splits the source has; `prepare` then carves the missing ones deterministically
+(`data.split_seed`, the same for every run seed), takes the optional subset and standardises with
+statistics fitted on the training split only. Shuffling and batching happen later, on device,
+inside the compiled training loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from .config import DataConfig
+from .errors import ConfigError
+from .registry import Registry
+
+Split = tuple[np.ndarray, np.ndarray]  # images (N, H, W, C) float32, labels (N,) int32
+
+
+@dataclass(frozen=True)
+class Source:
+    """What a loader found: a training split, and test/validation splits where the source has them."""
+
+    train: Split
+    test: Optional[Split] = None
+    val: Optional[Split] = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x_train.shape[1:])  # type: ignore[return-value]
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
+
+
+Loader = Callable[[str, DataConfig], Source]
+DATASETS: Registry[Loader] = Registry("dataset", "data.name")
+
+
+def parse_name(name: str) -> tuple[str, str]:
+    """'idx:/data/mnist' -> ('idx', '/data/mnist'); 'digits' -> ('digits', '')."""
+    kind, _, arg = name.partition(":")
+    DATASETS.get(kind)
+    if kind in ("idx", "tfds") and not arg:
+        raise ConfigError(f"data.name: {kind} needs an argument, e.g. {kind}:{'path/to/folder' if kind == 'idx' else 'mnist'}")
+    if kind not in ("idx", "tfds") and arg:
+        raise ConfigError(f"data.name: {kind} takes no ':' argument, got {name!r}")
+    return kind, arg
+
+
+def _as_images(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 3:  # (N, H, W) grey images
+        x = x[..., None]
+    if x.ndim != 4:
+        raise ConfigError(f"data: expected images of shape (N, H, W[, C]), got {x.shape}")
+    return x
+
+
+@DATASETS.register("digits")
+def load_digits(arg: str, cfg: DataConfig) -> Source:
+    """scikit-learn's 1,797 real 8x8 handwritten digits, scaled to [0, 1] (embedded, no download)."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    d = sk_digits()
+    return Source(train=(_as_images(d.images / 16.0), d.target.astype(np.int32)))
+
+
+@DATASETS.register("synthetic")
+def load_synthetic(arg: str, cfg: DataConfig) -> Source:
+    """Gaussian class clusters of any size and shape, for tests and scaling benchmarks."""
+    rng = np.random.default_rng(cfg.split_seed)
+    shape = tuple(cfg.synthetic_shape)
+    dim = int(np.prod(shape))
+    means = rng.normal(size=(cfg.synthetic_classes, dim)) / np.sqrt(dim) * 4.0
+    y = rng.integers(0, cfg.synthetic_classes, size=cfg.synthetic_size).astype(np.int32)
+    x = means[y] + rng.normal(size=(cfg.synthetic_size, dim)) / np.sqrt(dim) * 4.0
+    return Source(train=(x.reshape((-1,) + shape).astype(np.float32), y))
+
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped): magic 0x0000 <dtype> <ndim>, big-endian dims, data."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ConfigError(f"data.name: {path} is not an IDX file (bad magic number)")
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    dtype = np.dtype(_IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    body = raw[4 + 4 * ndim :]
+    if len(body) != expected:
+        raise ConfigError(f"data.name: {path} holds {len(body)} data bytes, its header promises {expected}")
+    return np.frombuffer(body, dtype=dtype).reshape(dims)
+
+
+def _idx_pairs(folder: Path) -> dict[str, tuple[Path, Path]]:
+    """{'train': (images, labels), 't10k': ...} keyed by the file-name prefix (MNIST naming)."""
+    pairs: dict[str, tuple[Path, Path]] = {}
+    for images in sorted(folder.glob("*images-idx3-ubyte*")):
+        prefix = images.name.split("images-idx3-ubyte")[0]
+        labels = [p for p in folder.glob(prefix + "labels-idx1-ubyte*")]
+        if labels:
+            pairs[prefix.rstrip("-_.")] = (images, sorted(labels)[0])
+    return pairs
+
+
+@DATASETS.register("idx")
+def load_idx(arg: str, cfg: DataConfig) -> Source:
+    """MNIST-format IDX files (MNIST, Fashion-MNIST, KMNIST) in a folder: train-* and/or t10k-* pairs."""
+    folder = Path(arg).expanduser()
+    if not folder.is_dir():
+        raise ConfigError(f"data.name: idx folder {str(folder)!r} does not exist")
+    pairs = _idx_pairs(folder)
+    if not pairs:
+        raise ConfigError(f"data.name: no '*images-idx3-ubyte[.gz]' with matching '*labels-idx1-ubyte[.gz]' in {folder}")
+
+    def read(pair: tuple[Path, Path]) -> Split:
+        x, y = read_idx(pair[0]), read_idx(pair[1])
+        if len(x) != len(y):
+            raise ConfigError(f"data.name: {pair[0].name} has {len(x)} images but {pair[1].name} has {len(y)} labels")
+        return _as_images(x / 255.0 if x.dtype == np.uint8 else x), y.astype(np.int32)
+
+    train_key = "train" if "train" in pairs else None
+    test_key = "t10k" if "t10k" in pairs else ("test" if "test" in pairs else None)
+    if train_key and test_key:
+        return Source(train=read(pairs[train_key]), test=read(pairs[test_key]))
+    if len(pairs) == 1:  # a single set (e.g. only MNIST's t10k files): all of it is split later
+        return Source(train=read(next(iter(pairs.values()))))
+    raise ConfigError(f"data.name: cannot tell train from test among IDX prefixes {sorted(pairs)} in {folder}")
+
+
+@DATASETS.register("tfds")
+def load_tfds(arg: str, cfg: DataConfig) -> Source:
+    """Any TFDS image-classification dataset (mnist, fashion_mnist, cifar10, ...); honours data.data_dir."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(arg, data_dir=cfg.data_dir)
+    except tfds.core.registered.DatasetNotFoundError as err:
+        raise ConfigError(f"data.name: TFDS has no dataset {arg!r} ({str(err).splitlines()[0]})") from None
+    builder.download_and_prepare()
+    splits = set(builder.info.splits.keys())
+    if "train" not in splits:
+        raise ConfigError(f"data.name: TFDS dataset {arg!r} has no 'train' split (it has {sorted(splits)})")
+
+    def read(split: str) -> Split:
+        ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
+        x, y = tfds.as_numpy(ds)
+        x = np.asarray(x)
+        return _as_images(x / 255.0 if x.dtype == np.uint8 else x), np.asarray(y, dtype=np.int32)
+
+    val_name = next((s for s in ("validation", "valid", "val") if s in splits), None)
+    return Source(
+        train=read("train"),
+        test=read("test") if "test" in splits else None,
+        val=read(val_name) if val_name else None,
+    )
+
+
+def _carve(split: Split, fraction: float, rng: np.random.Generator) -> tuple[Split, Split]:
+    """Shuffle and cut off `fraction` of a split: (rest, cut)."""
+    x, y = split
+    order = rng.permutation(len(y))
+    n_cut = int(round(fraction * len(y)))
+    cut, rest = order[:n_cut], order[n_cut:]
+    return (x[rest], y[rest]), (x[cut], y[cut])
+
+
+def _standardize(kind: str, x_train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    if kind == "none":
+        return [x_train, *others]
+    axes = (0,) if kind == "feature" else (0, 1, 2)
+    mean = x_train.mean(axis=axes, keepdims=True, dtype=np.float64)
+    std = x_train.std(axis=axes, keepdims=True, dtype=np.float64)
+    std = np.where(std < 1e-8, 1.0, std)  # constant pixels (MNIST borders) stay centred, not blown up
+    return [((x - mean) / std).astype(np.float32) for x in (x_train, *others)]
+
+
+def prepare(source: Source, cfg: DataConfig, name: str) -> Dataset:
+    rng = np.random.default_rng(cfg.split_seed)
+    train, test, val = source.train, source.test, source.val
+    if test is None:
+        train, test = _carve(train, cfg.test_fraction, rng)
+    if val is None:
+        train, val = _carve(train, cfg.val_fraction, rng)
+    if cfg.subset is not None:
+        if cfg.subset > len(train[1]):
+            raise ConfigError(f"data.subset: {cfg.subset} is larger than the training split ({len(train[1])} examples); allowed: 1..{len(train[1])}")
+        train = (train[0][: cfg.subset], train[1][: cfg.subset])
+    x_train, x_val, x_test = _standardize(cfg.standardize, train[0], val[0], test[0])
+    labels = np.concatenate([train[1], val[1], test[1]])
+    return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=int(labels.max()) + 1)
+
+
+@lru_cache(maxsize=8)
+def _load_cached(key: str) -> Dataset:
+    cfg = DataConfig(**json.loads(key))
+    kind, arg = parse_name(cfg.name)
+    return prepare(DATASETS.get(kind)(arg, cfg), cfg, cfg.name)
+
+
+def load(cfg: DataConfig) -> Dataset:
+    """The prepared dataset for a data config (cached: runs of a sweep share one copy)."""
+    return _load_cached(json.dumps(dataclasses.asdict(cfg), sort_keys=True))

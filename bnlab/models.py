@@ -1,0 +1,131 @@
+"""Models, activations and initialisers (registries).
+
+Every hidden layer is `dropout(act(norm(W x)))` (Ioffe & Szegedy's placement); the bias of W is
+dropped when the norm absorbs it (BN). Models are called as `model(x, train=..., dropout_key=...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from .config import ModelConfig
+from .norms import NORMS
+from .registry import Registry
+
+Initializer = Callable[..., jax.Array]
+
+ACTIVATIONS: Registry[Callable[[jax.Array], jax.Array]] = Registry("activation", "model.activation")
+ACTIVATIONS.register("sigmoid", doc="logistic sigmoid (saturates; Ioffe & Szegedy's MNIST net)")(jax.nn.sigmoid)
+ACTIVATIONS.register("tanh", doc="hyperbolic tangent")(jnp.tanh)
+ACTIVATIONS.register("relu", doc="rectified linear unit")(jax.nn.relu)
+ACTIVATIONS.register("gelu", doc="Gaussian error linear unit")(jax.nn.gelu)
+ACTIVATIONS.register("elu", doc="exponential linear unit")(jax.nn.elu)
+ACTIVATIONS.register("linear", doc="identity (deep linear networks)")(lambda x: x)
+
+INITIALIZERS: Registry[Callable[[ModelConfig], Initializer]] = Registry("initialiser", "model.init")
+INITIALIZERS.register("default", doc="the framework default (Flax: LeCun normal)")(
+    lambda cfg: nnx.initializers.lecun_normal()
+)
+INITIALIZERS.register("lecun_normal", doc="truncated normal, variance 1/fan_in")(lambda cfg: nnx.initializers.lecun_normal())
+INITIALIZERS.register("glorot_normal", doc="truncated normal, variance 2/(fan_in+fan_out)")(
+    lambda cfg: nnx.initializers.glorot_normal()
+)
+INITIALIZERS.register("he_normal", doc="truncated normal, variance 2/fan_in")(lambda cfg: nnx.initializers.he_normal())
+INITIALIZERS.register("normal", doc="normal with std model.init_std (Ioffe's small random Gaussian)")(
+    lambda cfg: nnx.initializers.normal(cfg.init_std)
+)
+
+
+def kernel_init(cfg: ModelConfig) -> Initializer:
+    """The configured initialiser times `model.init_scale` (a deliberately bad init when far from 1)."""
+    base = INITIALIZERS.get(cfg.init)(cfg)
+    if cfg.init_scale == 1.0:
+        return base
+    return lambda key, shape, dtype=jnp.float32: cfg.init_scale * base(key, shape, dtype)
+
+
+class Hidden(nnx.Module):
+    """One hidden layer: dropout(act(norm(W x))). `layer` is a Linear or a Conv."""
+
+    def __init__(self, layer: nnx.Module, norm: nnx.Module, cfg: ModelConfig):
+        self.layer = layer
+        self.norm = norm
+        self.act = ACTIVATIONS.get(cfg.activation)
+        self.dropout = nnx.Dropout(cfg.dropout)
+
+    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None) -> jax.Array:
+        x = self.act(self.norm(self.layer(x), train=train))
+        if self.dropout.rate > 0:
+            x = self.dropout(x, deterministic=not train, rngs=dropout_key)
+        return x
+
+
+def _split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
+    return [None] * n if key is None else list(jax.random.split(key, n))
+
+
+MODELS: Registry[Callable[..., nnx.Module]] = Registry("model", "model.name")
+
+
+@MODELS.register("mlp")
+class MLP(nnx.Module):
+    """Fully connected net: flatten, `depth` hidden layers of `width` units, linear classifier."""
+
+    def __init__(self, image_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig, rngs: nnx.Rngs):
+        norm = NORMS.get(cfg.norm)
+        init = kernel_init(cfg)
+        fan_in = 1
+        for s in image_shape:
+            fan_in *= s
+        self.hidden = nnx.List()
+        for _ in range(cfg.depth):
+            dense = nnx.Linear(fan_in, cfg.width, use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
+            self.hidden.append(Hidden(dense, norm.build(cfg.width, False, cfg, rngs), cfg))
+            fan_in = cfg.width
+        self.head = nnx.Linear(fan_in, num_classes, kernel_init=init, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None) -> jax.Array:
+        x = x.reshape((x.shape[0], -1))
+        for layer, key in zip(self.hidden, _split_key(dropout_key, len(self.hidden))):
+            x = layer(x, train=train, dropout_key=key)
+        return self.head(x)
+
+
+@MODELS.register("cnn")
+class CNN(nnx.Module):
+    """Small VGG-style net: `depth` stages of `convs_per_stage` 3x3 convs (width * 2**stage channels),
+    each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier."""
+
+    def __init__(self, image_shape: tuple[int, int, int], num_classes: int, cfg: ModelConfig, rngs: nnx.Rngs):
+        norm = NORMS.get(cfg.norm)
+        init = kernel_init(cfg)
+        h, w, channels = image_shape
+        self.hidden = nnx.List()
+        self.pool_after: list[bool] = []
+        for stage in range(cfg.depth):
+            out = cfg.width * 2**stage
+            for i in range(cfg.convs_per_stage):
+                conv = nnx.Conv(channels, out, (3, 3), padding="SAME", use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
+                self.hidden.append(Hidden(conv, norm.build(out, True, cfg, rngs), cfg))
+                channels = out
+                last = i == cfg.convs_per_stage - 1
+                pool = last and h > 1 and w > 1
+                self.pool_after.append(pool)
+                if pool:
+                    h, w = h // 2, w // 2
+        self.head = nnx.Linear(h * w * channels, num_classes, kernel_init=init, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None) -> jax.Array:
+        for layer, pool, key in zip(self.hidden, self.pool_after, _split_key(dropout_key, len(self.hidden))):
+            x = layer(x, train=train, dropout_key=key)
+            if pool:
+                x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+        return self.head(x.reshape((x.shape[0], -1)))
+
+
+def build(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> nnx.Module:
+    return MODELS.get(cfg.name)(tuple(image_shape), num_classes, cfg, rngs=nnx.Rngs(params=seed))

@@ -1,0 +1,136 @@
+"""Results on disk: one folder per run, a summary table per sweep. Writes are atomic.
+
+    OUT/
+      summary.csv            one row per run: id, status, final metrics, config values
+      runs/<run_id>/
+        config.yaml          the resolved config of this run
+        status.json          {"status": running|done|diverged|failed, "step": N, "error": ...}
+        metrics.jsonl        one JSON object per log point, appended
+        checkpoints/         orbax checkpoints (when train.checkpoint_every > 0)
+
+Files are replaced with write-to-temp-then-rename, and metrics lines are appended and fsynced,
+so a killed process never leaves a file that looks complete but is not; a torn last metrics line
+is ignored when read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+FINISHED = ("done", "diverged")  # a rerun skips these; "running" and "failed" runs are redone
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _jsonable(value: Any) -> Any:
+    """Non-finite floats become null (JSON has no NaN); numpy scalars become Python numbers."""
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class RunDir:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.config_path = self.path / "config.yaml"
+        self.status_path = self.path / "status.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.checkpoint_dir = self.path / "checkpoints"
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    def status(self) -> dict[str, Any]:
+        if not self.status_path.exists():
+            return {"status": "pending"}
+        return json.loads(self.status_path.read_text())
+
+    def is_finished(self) -> bool:
+        return self.status().get("status") in FINISHED
+
+    def set_status(self, status: str, **fields: Any) -> None:
+        atomic_write(self.status_path, json.dumps({"status": status, **{k: _jsonable(v) for k, v in fields.items()}}, indent=1) + "\n")
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({k: _jsonable(v) for k, v in row.items()}, allow_nan=False)
+        with open(self.metrics_path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.exists():
+            return []
+        rows = []
+        for line in self.metrics_path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line torn by a kill: everything before it is intact
+                break
+        return rows
+
+    def keep_metrics_through(self, step: int) -> list[dict[str, Any]]:
+        """Drop rows logged after `step` (work a resumed run will redo); returns the kept rows."""
+        kept = [r for r in self.metrics() if r.get("step", 0) <= step]
+        atomic_write(self.metrics_path, "".join(json.dumps(r) + "\n" for r in kept))
+        return kept
+
+
+def final_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The last value of every metric (diverged runs: the last finite one logged)."""
+    out: dict[str, Any] = {}
+    for row in rows:
+        for k, v in row.items():
+            if v is not None:
+                out[k] = v
+    return out
+
+
+def write_summary(out_dir: Path, runs: Iterable[Any], flat_config) -> Path:
+    """summary.csv: a row per run (id, status, varying values, final metrics, full config)."""
+    rows, varying_keys, metric_keys, config_keys = [], [], [], []
+    for spec in runs:
+        rd = RunDir(out_dir / "runs" / spec.run_id)
+        status = rd.status()
+        final = final_row(rd.metrics())
+        metrics = {k: v for k, v in final.items() if not k.startswith(("grad_norm/", "param_norm/"))}
+        cfg = flat_config(spec.config)
+        row = {"run_id": spec.run_id, "status": status["status"], "diverged_step": status.get("diverged_step")}
+        row.update(spec.varying)
+        row.update({k: v for k, v in metrics.items()})
+        row.update({f"config.{k}": v for k, v in cfg.items()})
+        for keys, new in ((varying_keys, spec.varying), (metric_keys, metrics), (config_keys, [f"config.{k}" for k in cfg])):
+            keys.extend(k for k in new if k not in keys)
+        rows.append(row)
+    columns = ["run_id", "status", "diverged_step"] + varying_keys + [k for k in metric_keys if k not in varying_keys] + config_keys
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+    path = out_dir / "summary.csv"
+    atomic_write(path, buf.getvalue())
+    return path
+
+
+def read_summary(out_dir: Path) -> list[dict[str, str]]:
+    with open(Path(out_dir) / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
