@@ -126,9 +126,9 @@ def load(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -
     try:
         if path is not None:
             path = Path(path)
-            if not path.is_file():
+            if not path.exists() or path.is_dir():
                 raise ConfigError(f"config file {str(path)!r} does not exist")
-            loaded = OmegaConf.load(path)
+            loaded = OmegaConf.load(path) if path.stat().st_size else OmegaConf.create({})
             if not isinstance(loaded, DictConfig):
                 raise ConfigError(f"{path}: expected a mapping of sections at the top level")
             cfg = OmegaConf.merge(cfg, loaded)

@@ -1,0 +1,101 @@
+"""`bnlab` command line: run, plot, list. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+RUN_HELP = """\
+Run a config. A config with a `sweep:` block runs every run of the sweep.
+
+Overrides are `section.key=value`, e.g. `optim.lr=0.5 model.norm=layer train.steps=2000`.
+Sweep axes can be set too: `sweep.grid.seed=[0,1,2]`, `sweep.zip.optim.lr=[0.1,1]`.
+Results go to results/<name> (or --out): runs/<run_id>/{config.yaml,status.json,metrics.jsonl}
+and summary.csv. Rerunning skips finished runs and resumes unfinished ones.
+Bad configs exit with code 2 before anything is written."""
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    p = runner.plan(args.config, args.overrides, args.out)
+    if args.dry_run:
+        for spec in p.runs:
+            print(spec.run_id)
+        print(f"{len(p.runs)} run(s) -> {p.out_dir}")
+        return 0
+    counts = runner.execute(p, progress=not args.quiet)
+    print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    return 0 if "failed" not in counts else 1
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from . import plots
+
+    for path in plots.plot_all(args.dir, fmt=args.format):
+        print(path)
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from . import data, models, norms, optim
+
+    for title, registry in (
+        ("datasets (data.name)", data.DATASETS),
+        ("models (model.name)", models.MODELS),
+        ("norms (model.norm)", norms.NORMS),
+        ("activations (model.activation)", models.ACTIVATIONS),
+        ("initialisers (model.init)", models.INITIALIZERS),
+        ("optimisers (optim.name)", optim.OPTIMIZERS),
+    ):
+        print(title)
+        for name, doc in registry.describe():
+            shown = {"idx": "idx:<folder>", "tfds": "tfds:<name>"}.get(name, name)
+            print(f"  {shown:<16} {doc}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bnlab", description="Test the claims about Batch Normalization with real training runs.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,list}")
+
+    run = sub.add_parser("run", help="train a config (and its sweep)", description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
+    run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    run.add_argument("--out", help="results folder (default: results/<name>)")
+    run.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=_cmd_run)
+
+    plot = sub.add_parser("plot", help="rebuild figures from saved results", description="Draw figures from a results folder into DIR/figures. Reads saved results only; never trains.")
+    plot.add_argument("dir", help="results folder written by `bnlab run`")
+    plot.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
+    plot.set_defaults(func=_cmd_plot)
+
+    lst = sub.add_parser("list", help="list datasets, models, norms, activations, initialisers, optimisers", description="List every registered choice with a one-line description.")
+    lst.set_defaults(func=_cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    # overrides may come after options (`bnlab run c.yaml --out d optim.lr=1`): collect the leftovers
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if args.command != "run" or any(e.startswith("-") or "=" not in e for e in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
+    from .errors import ConfigError
+
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"bnlab: error: {err}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as err:
+        print(f"bnlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
