@@ -139,7 +139,10 @@ def load(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -
             if key.startswith(("sweep.grid.", "sweep.zip.")):
                 # the axis name itself holds dots (sweep.grid.optim.lr=[0.1,1]): set it as one key
                 _, kind, axis = key.split(".", 2)
-                cfg.sweep[kind][axis] = yaml.safe_load(value)
+                values = yaml.safe_load(value)
+                if not isinstance(values, list) or not values:
+                    raise ConfigError(f"{key}: must be a non-empty list of values, e.g. {key}=[0,1,2]; got {value!r}")
+                cfg.sweep[kind][axis] = values
                 continue
             if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
                 raise ConfigError(f"{key}: unknown key; see `bnlab run --help` and the schema in bnlab/config.py")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import os
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
@@ -160,22 +161,27 @@ def load_idx(arg: str, cfg: DataConfig) -> Source:
 @DATASETS.register("tfds")
 def load_tfds(arg: str, cfg: DataConfig) -> Source:
     """Any TFDS image-classification dataset (mnist, fashion_mnist, cifar10, ...); honours data.data_dir."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
     import tensorflow_datasets as tfds
+
+    tf.config.set_visible_devices([], "GPU")  # TensorFlow only reads data; the accelerator is JAX's
 
     try:
         builder = tfds.builder(arg, data_dir=cfg.data_dir)
     except tfds.core.registered.DatasetNotFoundError as err:
         raise ConfigError(f"data.name: TFDS has no dataset {arg!r} ({str(err).splitlines()[0]})") from None
     builder.download_and_prepare()
-    splits = set(builder.info.splits.keys())
+    # builders whose info lists no splits (tfds.testing.mock_data) are asked for the usual names
+    splits = set(builder.info.splits.keys()) or {"train", "test"}
     if "train" not in splits:
         raise ConfigError(f"data.name: TFDS dataset {arg!r} has no 'train' split (it has {sorted(splits)})")
 
     def read(split: str) -> Split:
-        ds = builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
-        x, y = tfds.as_numpy(ds)
-        x = np.asarray(x)
-        return _as_images(x / 255.0 if x.dtype == np.uint8 else x), np.asarray(y, dtype=np.int32)
+        ds = builder.as_dataset(split=split, as_supervised=True).batch(8192)
+        xs, ys = zip(*tfds.as_numpy(ds))
+        x = np.concatenate(xs)
+        return _as_images(x / 255.0 if x.dtype == np.uint8 else x), np.concatenate(ys).astype(np.int32)
 
     val_name = next((s for s in ("validation", "valid", "val") if s in splits), None)
     return Source(

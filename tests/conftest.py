@@ -1,0 +1,21 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
+
+# a private compilation cache per test session keeps tests independent of a user's cache
+os.environ.setdefault("BNLAB_JAX_CACHE", str(Path(os.environ.get("PYTEST_CACHE_BASE", "/tmp")) / "bnlab-test-jax-cache"))
+
+
+@pytest.fixture
+def tiny_overrides():
+    """A run that trains in well under a second on the embedded digits."""
+    return ["model.width=16", "model.depth=2", "train.steps=40", "train.log_every=20", "train.batch_size=32"]
+
+
+def bnlab_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bnlab", *args]

@@ -1,0 +1,72 @@
+"""Models: placement of norms, bias dropping, initialisers and their scale, dropout."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from bnlab import models
+from bnlab.config import ModelConfig
+
+
+def params(cfg, shape=(8, 8, 1), seed=0):
+    m = models.build(cfg, shape, 10, seed)
+    return m, nnx.to_pure_dict(nnx.state(m, nnx.Param))
+
+
+def test_mlp_with_bn_has_no_hidden_bias_and_placement_is_act_of_bn():
+    m, p = params(ModelConfig(norm="batch", depth=2, width=6, activation="sigmoid"))
+    assert set(p["hidden"][0]["layer"]) == {"kernel"}
+    assert set(p["hidden"][0]["norm"]) == {"scale", "bias"}
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 8, 8, 1)), jnp.float32)
+    # manual forward pass in train mode: act(BN(W x))
+    h = x.reshape(5, -1)
+    for i in range(2):
+        z = h @ p["hidden"][i]["layer"]["kernel"]
+        z = (z - z.mean(0)) / jnp.sqrt(z.var(0) + 1e-5) * p["hidden"][i]["norm"]["scale"] + p["hidden"][i]["norm"]["bias"]
+        h = jax.nn.sigmoid(z)
+    expected = h @ p["head"]["kernel"] + p["head"]["bias"]
+    np.testing.assert_allclose(m(x, train=True), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_mlp_without_norm_keeps_bias():
+    _, p = params(ModelConfig(norm="none", depth=1, width=6))
+    assert set(p["hidden"][0]["layer"]) == {"kernel", "bias"}
+
+
+def test_cnn_shapes_and_pooling():
+    cfg = ModelConfig(name="cnn", norm="batch", depth=2, width=4, convs_per_stage=2)
+    m, p = params(cfg, shape=(8, 8, 1))
+    assert p["hidden"][0]["layer"]["kernel"].shape == (3, 3, 1, 4)
+    assert p["hidden"][3]["layer"]["kernel"].shape == (3, 3, 8, 8)
+    assert p["head"]["kernel"].shape == (2 * 2 * 8, 10)
+    assert m(jnp.ones((3, 8, 8, 1)), train=False).shape == (3, 10)
+
+
+@pytest.mark.parametrize("init", ["default", "lecun_normal", "glorot_normal", "he_normal", "normal"])
+def test_init_scale_multiplies_kernels_exactly(init):
+    _, p1 = params(ModelConfig(init=init, norm="none", depth=1, width=32))
+    _, p3 = params(ModelConfig(init=init, norm="none", depth=1, width=32, init_scale=3.0))
+    np.testing.assert_allclose(p3["hidden"][0]["layer"]["kernel"], 3.0 * p1["hidden"][0]["layer"]["kernel"], rtol=1e-6)
+    np.testing.assert_array_equal(p3["hidden"][0]["layer"]["bias"], 0.0)
+
+
+def test_initialiser_variances():
+    fan_in = 64
+    stds = {}
+    for init in ("normal", "lecun_normal", "he_normal"):
+        _, p = params(ModelConfig(init=init, norm="none", depth=1, width=2000, init_std=0.05))
+        stds[init] = float(np.std(p["hidden"][0]["layer"]["kernel"]))
+    assert stds["normal"] == pytest.approx(0.05, rel=0.02)
+    assert stds["lecun_normal"] == pytest.approx(np.sqrt(1 / fan_in), rel=0.03)
+    assert stds["he_normal"] == pytest.approx(np.sqrt(2 / fan_in), rel=0.03)
+
+
+def test_dropout_only_in_training_and_keyed():
+    m, _ = params(ModelConfig(norm="none", depth=1, width=64, dropout=0.5))
+    x = jnp.ones((4, 8, 8, 1))
+    a = m(x, train=True, dropout_key=jax.random.PRNGKey(0))
+    b = m(x, train=True, dropout_key=jax.random.PRNGKey(1))
+    assert not np.allclose(a, b)
+    np.testing.assert_array_equal(m(x, train=False), m(x, train=False))
