@@ -17,7 +17,7 @@ import numpy as np
 
 from . import config as C
 from .errors import ConfigError
-from .results import RunDir, final_row
+from .results import RunDir, final_row, read_summary
 
 CURVE_METRICS = (("train_loss", "train loss (chunk mean)"), ("test_acc", "test accuracy"), ("val_loss", "validation loss"), ("val_acc", "validation accuracy"))
 
@@ -38,8 +38,13 @@ def load_runs(out_dir: str | Path) -> list[Run]:
     runs_dir = Path(out_dir) / "runs"
     if not runs_dir.is_dir():
         raise ConfigError(f"{out_dir}: no runs/ folder here; give a folder written by `bnlab run`")
+    paths = sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").exists())
+    summary = Path(out_dir) / "summary.csv"
+    if summary.exists():  # the sweep's own order (none, batch, layer), not the alphabet's
+        order = {row["run_id"]: i for i, row in enumerate(read_summary(Path(out_dir)))}
+        paths.sort(key=lambda p: order.get(p.name, len(order)))
     runs = []
-    for path in sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").exists()):
+    for path in paths:
         rd = RunDir(path)
         flat = C.flatten(C.to_dict(C.to_object(C.load(rd.config_path))))
         runs.append(Run(rd.run_id, {k: v for k, v in flat.items() if not k.startswith("sweep.")}, rd.status(), rd.metrics()))

@@ -46,6 +46,10 @@ def run_id(varying: dict[str, Any]) -> str:
     return "_".join(f"{names[k]}-{_fmt(v)}" for k, v in varying.items())
 
 
+def _plain(value: Any) -> Any:
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
 def expand(cfg: DictConfig) -> list[RunSpec]:
     """All runs of a config, validated. A config without a sweep block is one run, id `run`."""
     grid = OmegaConf.to_container(cfg.sweep.grid)
@@ -70,12 +74,14 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
     seen: dict[str, dict[str, Any]] = {}
     for g in grid_points:
         for z in zip_points:
-            varying = {**g, **z}
+            run_dc = C.with_values(base, {**g, **z})
+            # typed values (e.g. the string "1e6" read as the float 1000000.0) make the id
+            varying = {k: _plain(OmegaConf.select(run_dc, k)) for k in {**g, **z}}
             rid = run_id(varying)
             if rid in seen:
                 raise ConfigError(f"sweep: two runs get the same id {rid!r} ({seen[rid]} and {varying}); remove repeated values")
             seen[rid] = varying
-            run_cfg = C.to_object(C.with_values(base, varying))
+            run_cfg = C.to_object(run_dc)
             try:
                 C.validate(run_cfg)
             except ConfigError as err:

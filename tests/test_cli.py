@@ -1,0 +1,109 @@
+"""End to end through the command line: run + plot on the embedded data, help, list, kill and resume."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+import textwrap
+
+import pytest
+
+from conftest import ROOT, bnlab_cmd
+
+
+def sh(*args, **kw):
+    return subprocess.run(bnlab_cmd(*args), capture_output=True, text=True, cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
+
+
+def summary(out):
+    with open(out / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_run_then_plot_on_embedded_digits(tmp_path):
+    out = tmp_path / "qs"
+    r = sh("run", "configs/quickstart.yaml", "train.steps=200", "train.log_every=50", "sweep.grid.seed=[0,1]", "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    rows = summary(out)
+    assert [row["run_id"] for row in rows] == [f"norm-{n}_seed-{s}" for n in ("none", "batch", "layer") for s in (0, 1)]
+    assert all(row["status"] == "done" and row["step"] == "200" for row in rows)
+    assert {"test_acc", "val_acc", "train_loss", "grad_norm", "config.optim.lr"} <= set(rows[0])
+    bn = [float(row["test_acc"]) for row in rows if row["model.norm"] == "batch"]
+    none = [float(row["test_acc"]) for row in rows if row["model.norm"] == "none"]
+    assert min(bn) > max(none)  # Ioffe & Szegedy's sigmoid net: BN learns, plain SGD has not started yet
+    r = sh("plot", str(out))
+    assert r.returncode == 0, r.stderr
+    figs = sorted(p.name for p in (out / "figures").iterdir())
+    assert figs == ["final_test_acc_vs_norm.png", "grad_norms.png", "learning_curves.png"]
+    assert all((out / "figures" / f).stat().st_size > 10_000 for f in figs)
+    # a rerun trains nothing
+    r = sh("run", "configs/quickstart.yaml", "train.steps=200", "train.log_every=50", "sweep.grid.seed=[0,1]", "--out", str(out), "--quiet")
+    assert r.returncode == 0 and "6 done" in r.stdout
+    # the same folder with a different config is refused, nothing touched
+    r = sh("run", "configs/quickstart.yaml", "train.steps=300", "sweep.grid.seed=[0,1]", "--out", str(out), "--quiet")
+    assert r.returncode == 2 and "different config" in r.stderr and "train.steps" in r.stderr
+
+
+def test_help_everywhere_and_fast():
+    for args in ([], ["run"], ["plot"], ["list"]):
+        t = time.perf_counter()
+        r = sh(*args, "--help")
+        assert r.returncode == 0 and "usage: bnlab" in r.stdout
+        assert time.perf_counter() - t < 5  # generous; the point is that JAX is not imported
+    r = subprocess.run([sys.executable, "-c", "import sys, bnlab.cli; bnlab.cli.build_parser(); print('jax' in sys.modules)"], capture_output=True, text=True)
+    assert r.stdout.strip() == "False"
+
+
+def test_list_names_every_registry():
+    r = sh("list")
+    assert r.returncode == 0
+    for word in ("digits", "idx:<folder>", "tfds:<name>", "synthetic", "mlp", "cnn", "batch", "layer", "group", "none",
+                 "sigmoid", "relu", "tanh", "he_normal", "normal", "sgd", "momentum", "adam"):
+        assert word in r.stdout
+
+
+def test_bad_override_exit_code_2_from_the_shell(tmp_path):
+    r = sh("run", "configs/quickstart.yaml", "optim.lr=-1", "--out", str(tmp_path / "x"))
+    assert r.returncode == 2 and "optim.lr" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_plot_of_missing_folder_is_a_clear_error(tmp_path):
+    r = sh("plot", str(tmp_path))
+    assert r.returncode == 2 and "no runs/ folder" in r.stderr
+
+
+@pytest.mark.slow
+def test_sweep_killed_with_sigkill_resumes_without_redoing_finished_runs(tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(textwrap.dedent(
+        """
+        model: {width: 32, depth: 2, norm: batch}
+        train: {steps: 3000, log_every: 100, batch_size: 32}
+        sweep: {grid: {seed: [0, 1, 2, 3, 4, 5]}}
+        """
+    ))
+    out = tmp_path / "out"
+    proc = subprocess.Popen(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    done = []
+    while time.time() < deadline:
+        if (out / "summary.csv").exists():
+            done = [r["run_id"] for r in summary(out) if r["status"] == "done"]
+            if len(done) >= 2:
+                break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(done) >= 2, "the sweep did not finish two runs in time"
+    statuses = {r["run_id"]: r["status"] for r in summary(out)}
+    assert list(statuses.values()).count("done") < 6, "killed too late to test resume"
+    stamps = {rid: (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns for rid in done}
+    r = sh("run", str(cfg), "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert all(row["status"] == "done" and row["step"] == "3000" for row in summary(out))
+    for rid, stamp in stamps.items():  # finished runs were not redone
+        assert (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns == stamp

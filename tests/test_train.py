@@ -1,0 +1,158 @@
+"""Training: determinism, chunking, divergence, checkpoint resume, optimiser pieces."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bnlab import config as C
+from bnlab import optim, runner
+from bnlab.results import RunDir
+from bnlab.train import Trainer, layer_norms
+
+
+def run(tmp_path, overrides, name="out"):
+    p = runner.plan(None, overrides, tmp_path / name)
+    runner.execute(p)
+    return p
+
+
+def metrics(p, run_id="run"):
+    return RunDir(p.out_dir / "runs" / run_id).metrics()
+
+
+def strip_time(rows):
+    return [{k: v for k, v in r.items() if k not in ("wall_time", "steps_per_sec")} for r in rows]
+
+
+def test_same_config_and_seed_give_same_numbers(tmp_path, tiny_overrides):
+    a = metrics(run(tmp_path, tiny_overrides + ["model.dropout=0.2"], "a"))
+    b = metrics(run(tmp_path, tiny_overrides + ["model.dropout=0.2"], "b"))
+    assert strip_time(a) == strip_time(b)
+    c = metrics(run(tmp_path, tiny_overrides + ["model.dropout=0.2", "seed=1"], "c"))
+    assert strip_time(a)[-1]["train_loss"] != strip_time(c)[-1]["train_loss"]
+
+
+def test_chunk_length_does_not_change_training(tmp_path, tiny_overrides):
+    """log_every only changes where the host looks, not the steps taken (data order, dropout keys)."""
+    a = metrics(run(tmp_path, tiny_overrides + ["train.log_every=40", "model.dropout=0.1"], "a"))
+    b = metrics(run(tmp_path, tiny_overrides + ["train.log_every=8", "model.dropout=0.1"], "b"))
+    assert a[-1]["step"] == b[-1]["step"] == 40
+    assert a[-1]["test_loss"] == pytest.approx(b[-1]["test_loss"], rel=1e-5)
+    assert a[-1]["param_norm/head.kernel"] == pytest.approx(b[-1]["param_norm/head.kernel"], rel=1e-5)
+
+
+def test_epochs_cover_the_data_once_per_epoch():
+    cfg = C.Config()
+    cfg.train.steps, cfg.train.epochs, cfg.train.batch_size = None, 2, 100
+    cfg.model.width, cfg.model.depth = 8, 1
+    from bnlab import data
+
+    t = Trainer(cfg, data.load(cfg.data))
+    assert t.total_steps == 2 * (1294 // 100)
+    # the batches of one epoch are disjoint: replay the in-program permutation
+    key = jax.random.fold_in(jax.random.PRNGKey(0), 1)
+    perm = np.asarray(jax.random.permutation(jax.random.fold_in(key, 0), t.num_train))
+    batches = perm[: t.steps_per_epoch * 100].reshape(t.steps_per_epoch, 100)
+    assert len(np.unique(batches)) == batches.size
+
+
+def test_divergence_is_recorded_and_sweep_goes_on(tmp_path, tiny_overrides):
+    p = run(tmp_path, tiny_overrides + ["model.norm=none", "model.init_scale=30", "model.activation=relu", "sweep.grid.optim.lr=[1e6,0.01]"])
+    bad = RunDir(p.out_dir / "runs" / "lr-1000000.0").status()
+    good = RunDir(p.out_dir / "runs" / "lr-0.01").status()
+    assert bad["status"] == "diverged" and 0 <= bad["diverged_step"] < 40
+    assert good["status"] == "done"
+    rows = metrics(p, "lr-1000000.0")
+    assert rows[-1]["train_loss"] is None and rows[-1]["step"] == bad["diverged_step"]
+    summary = (p.out_dir / "summary.csv").read_text()
+    assert "diverged" in summary and "done" in summary
+
+
+def test_checkpoint_resume_gives_same_final_numbers(tmp_path, tiny_overrides, monkeypatch):
+    overrides = tiny_overrides + ["train.steps=60", "train.checkpoint_every=20", "model.dropout=0.1"]
+    reference = metrics(run(tmp_path, overrides, "ref"))
+
+    class Killed(BaseException):
+        """Stands in for SIGKILL: no `except Exception` handler sees it."""
+
+    original = RunDir.append_metrics
+    calls = {"n": 0}
+
+    def dying_append(self, row):
+        original(self, row)
+        calls["n"] += 1
+        if row.get("step") == 40:
+            raise Killed
+
+    monkeypatch.setattr(RunDir, "append_metrics", dying_append)
+    with pytest.raises(Killed):
+        run(tmp_path, overrides, "resumed")
+    monkeypatch.setattr(RunDir, "append_metrics", original)
+    rd = RunDir(tmp_path / "resumed" / "runs" / "run")
+    assert rd.status()["status"] == "running"
+    assert [r["step"] for r in rd.metrics()] == [0, 20, 40]  # step 40 was logged, but its checkpoint not saved
+    run(tmp_path, overrides, "resumed")
+    resumed = rd.metrics()
+    assert [r["step"] for r in resumed] == [0, 20, 40, 60]
+    assert strip_time(resumed) == strip_time(reference)
+    assert rd.status()["status"] == "done"
+
+
+def test_gradient_norms_are_logged_before_clipping(tmp_path, tiny_overrides):
+    rows = metrics(run(tmp_path, tiny_overrides + ["optim.clip_global_norm=1e-3"]))
+    assert rows[-1]["grad_norm"] > 1e-2
+    names = [k for k in rows[-1] if k.startswith("grad_norm/")]
+    assert "grad_norm/hidden.0.norm.gamma" in names and "grad_norm/hidden.0.layer.kernel" in names
+    per_layer = np.sqrt(sum(rows[1][k] ** 2 for k in names))
+    assert per_layer == pytest.approx(rows[1]["grad_norm"], rel=0.3)  # means of norms, so not exact
+
+
+def test_layer_norms_match_numpy():
+    tree = {"a": {"kernel": jnp.arange(6.0).reshape(2, 3)}, "b": {"norm": {"scale": jnp.ones(4)}}}
+    out = layer_norms(tree)
+    assert out["a.kernel"] == pytest.approx(np.linalg.norm(np.arange(6.0)))
+    assert out["b.norm.gamma"] == pytest.approx(2.0)
+
+
+def _grads():
+    return {"l": {"kernel": jnp.array([3.0, -4.0]), "bias": jnp.array([12.0])}}
+
+
+def test_clip_by_value_and_global_norm():
+    cfg = C.OptimConfig(name="sgd", lr=1.0, clip_value=2.0)
+    tx, _ = optim.build(cfg, 10)
+    params = jax.tree.map(jnp.zeros_like, _grads())
+    upd, _ = tx.update(_grads(), tx.init(params), params)
+    np.testing.assert_allclose(upd["l"]["kernel"], [-2.0, 2.0])
+    cfg = C.OptimConfig(name="sgd", lr=1.0, clip_global_norm=1.3)
+    tx, _ = optim.build(cfg, 10)
+    upd, _ = tx.update(_grads(), tx.init(params), params)
+    np.testing.assert_allclose(optax.global_norm(upd), 1.3, rtol=1e-6)  # |g| = 13 -> 1.3
+
+
+def test_weight_decay_hits_kernels_only():
+    cfg = C.OptimConfig(name="sgd", lr=1.0, weight_decay=0.5)
+    tx, _ = optim.build(cfg, 10)
+    params = {"l": {"kernel": jnp.array([2.0, 2.0]), "bias": jnp.array([2.0])}}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    upd, _ = tx.update(zeros, tx.init(params), params)
+    np.testing.assert_allclose(upd["l"]["kernel"], [-1.0, -1.0])
+    np.testing.assert_allclose(upd["l"]["bias"], [0.0])
+
+
+@pytest.mark.parametrize(
+    "kw,checks",
+    [
+        (dict(schedule="constant"), {0: 1.0, 99: 1.0}),
+        (dict(schedule="cosine"), {0: 1.0, 50: 0.5, 100: 0.0}),
+        (dict(schedule="linear", final_lr_fraction=0.1), {0: 1.0, 100: 0.1}),
+        (dict(schedule="step", decay_boundaries=[0.5], decay_factor=0.1), {49: 1.0, 51: 0.1}),
+        (dict(schedule="constant", warmup_steps=10), {0: 0.0, 5: 0.5, 10: 1.0, 50: 1.0}),
+    ],
+)
+def test_schedules(kw, checks):
+    sched = optim.schedule(C.OptimConfig(lr=1.0, **kw), 100)
+    for step, value in checks.items():
+        assert float(sched(step)) == pytest.approx(value, abs=1e-6), step
