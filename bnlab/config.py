@@ -147,6 +147,12 @@ def load(path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -
             if OmegaConf.select(cfg, key, default="<missing>") == "<missing>":
                 raise ConfigError(f"{key}: unknown key; see `bnlab run --help` and the schema in bnlab/config.py")
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+        swept = set(cfg.sweep.grid) | set(cfg.sweep.zip)
+        for item in overrides:
+            key = item.partition("=")[0]
+            if key in swept:
+                kind = "grid" if key in cfg.sweep.grid else "zip"
+                raise ConfigError(f"{key}: this key is swept by the config; override the axis instead, e.g. sweep.{kind}.{key}=[...]")
     except OmegaConfBaseException as err:
         raise ConfigError(_omegaconf_message(err)) from None
     except Exception as err:  # YAML syntax errors and the like

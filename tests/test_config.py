@@ -155,3 +155,12 @@ def test_validate_lists_every_problem():
     with pytest.raises(ConfigError) as err:
         C.validate(c)
     assert "optim.lr" in str(err.value) and "model.width" in str(err.value)
+
+
+def test_overriding_a_swept_key_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(GOOD + "sweep: {grid: {model.norm: [none, batch]}}\n")
+    assert main(["run", str(cfg), "model.norm=layer", "--out", str(tmp_path / "o")]) == 2
+    assert "sweep.grid.model.norm" in capsys.readouterr().err
+    runs = S.expand(C.load(cfg, ["sweep.grid.model.norm=[layer]"]))
+    assert [r.run_id for r in runs] == ["norm-layer"]
