@@ -156,3 +156,31 @@ def test_schedules(kw, checks):
     sched = optim.schedule(C.OptimConfig(lr=1.0, **kw), 100)
     for step, value in checks.items():
         assert float(sched(step)) == pytest.approx(value, abs=1e-6), step
+
+
+def test_cnn_trains_from_config(tmp_path):
+    p = run(tmp_path, ["model.name=cnn", "model.width=4", "model.depth=2", "model.norm=batch", "model.activation=relu",
+                       "train.steps=30", "train.log_every=15", "train.batch_size=32", "optim.lr=0.05"])
+    rows = metrics(p)
+    assert rows[-1]["step"] == 30 and rows[-1]["train_loss"] < rows[1]["train_loss"] * 1.5
+    assert "grad_norm/hidden.1.layer.kernel" in rows[-1] and "param_norm/hidden.0.norm.gamma" in rows[-1]
+
+
+def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_overrides, monkeypatch):
+    from bnlab import train
+
+    original = train.Trainer.train_chunk
+
+    def flaky(self, state, num_steps):
+        if self.cfg.optim.lr == 0.2:
+            raise RuntimeError("simulated failure")
+        return original(self, state, num_steps)
+
+    monkeypatch.setattr(train.Trainer, "train_chunk", flaky)
+    p = runner.plan(None, tiny_overrides + ["sweep.grid.optim.lr=[0.2,0.1]"], tmp_path / "o")
+    counts = runner.execute(p)
+    assert counts == {"failed": 1, "done": 1}
+    status = RunDir(p.out_dir / "runs" / "lr-0.2").status()
+    assert status["status"] == "failed" and "simulated failure" in status["error"]
+    monkeypatch.setattr(train.Trainer, "train_chunk", original)
+    assert runner.execute(p) == {"done": 2}  # failed runs are retried on rerun
