@@ -104,7 +104,7 @@ def _omegaconf_message(err: OmegaConfBaseException) -> str:
     """Turn OmegaConf's multi-line message into `key: what is wrong; allowed: ...`."""
     key = getattr(err, "full_key", None) or "<config>"
     first = str(getattr(err, "msg", err)).strip().splitlines()[0]
-    if "not in" in first or "Key '" in first and "not" in first:
+    if first.startswith("Key '") and "not in" in first:  # OmegaConf's wording for an unknown key
         parent = key.rpartition(".")[0]
         node = OmegaConf.structured(Config)
         try:

@@ -20,6 +20,13 @@ def kernels_only(params):
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)
 
 
+def l2(cfg: OptimConfig) -> optax.GradientTransformation:
+    """Coupled weight decay (wd * w added to the gradient), kernels only; nothing when wd is 0."""
+    if cfg.weight_decay == 0:
+        return optax.identity()
+    return optax.add_decayed_weights(cfg.weight_decay, mask=kernels_only)
+
+
 Builder = Callable[[OptimConfig, optax.Schedule], optax.GradientTransformation]
 OPTIMIZERS: Registry[Builder] = Registry("optimiser", "optim.name")
 
@@ -27,16 +34,13 @@ OPTIMIZERS: Registry[Builder] = Registry("optimiser", "optim.name")
 @OPTIMIZERS.register("sgd")
 def sgd(cfg: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     """plain SGD; optim.weight_decay is L2 added to the gradient"""
-    return optax.chain(optax.add_decayed_weights(cfg.weight_decay, mask=kernels_only), optax.sgd(lr))
+    return optax.chain(l2(cfg), optax.sgd(lr))
 
 
 @OPTIMIZERS.register("momentum")
 def momentum(cfg: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     """SGD with heavy-ball (or optim.nesterov) momentum optim.momentum; weight decay as L2"""
-    return optax.chain(
-        optax.add_decayed_weights(cfg.weight_decay, mask=kernels_only),
-        optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov),
-    )
+    return optax.chain(l2(cfg), optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov))
 
 
 @OPTIMIZERS.register("adam")
