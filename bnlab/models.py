@@ -1,7 +1,10 @@
 """Models, activations and initialisers (registries).
 
 Every hidden layer is `dropout(act(norm(W x)))` (Ioffe & Szegedy's placement); the bias of W is
-dropped when the norm absorbs it (BN). Models are called as `model(x, train=..., dropout_key=...)`.
+dropped when the norm absorbs it (BN). Models are called as
+`model(x, train=..., dropout_key=..., capture=False)`: `train` selects batch statistics for BN,
+a `dropout_key` switches dropout on, and `capture=True` also returns every hidden layer's
+pre-activation (for activation diagnostics).
 """
 
 from __future__ import annotations
@@ -57,11 +60,13 @@ class Hidden(nnx.Module):
         self.act = ACTIVATIONS.get(cfg.activation)
         self.dropout = nnx.Dropout(cfg.dropout)
 
-    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None) -> jax.Array:
-        x = self.act(self.norm(self.layer(x), train=train))
-        if self.dropout.rate > 0:
-            x = self.dropout(x, deterministic=not train, rngs=dropout_key)
-        return x
+    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+        """(output, pre-activation): the pre-activation is the nonlinearity's input, norm(W x)."""
+        pre = self.norm(self.layer(x), train=train)
+        x = self.act(pre)
+        if self.dropout.rate > 0 and dropout_key is not None:  # no key: deterministic (probes, evaluation)
+            x = self.dropout(x, deterministic=False, rngs=dropout_key)
+        return x, pre
 
 
 def _split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -88,11 +93,14 @@ class MLP(nnx.Module):
             fan_in = cfg.width
         self.head = nnx.Linear(fan_in, num_classes, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None, capture: bool = False):
         x = x.reshape((x.shape[0], -1))
+        pres = []
         for layer, key in zip(self.hidden, _split_key(dropout_key, len(self.hidden))):
-            x = layer(x, train=train, dropout_key=key)
-        return self.head(x)
+            x, pre = layer(x, train=train, dropout_key=key)
+            pres.append(pre)
+        logits = self.head(x)
+        return (logits, pres) if capture else logits
 
 
 @MODELS.register("cnn")
@@ -119,12 +127,15 @@ class CNN(nnx.Module):
                     h, w = h // 2, w // 2
         self.head = nnx.Linear(h * w * channels, num_classes, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None, capture: bool = False):
+        pres = []
         for layer, pool, key in zip(self.hidden, self.pool_after, _split_key(dropout_key, len(self.hidden))):
-            x = layer(x, train=train, dropout_key=key)
+            x, pre = layer(x, train=train, dropout_key=key)
+            pres.append(pre)
             if pool:
                 x = nnx.max_pool(x, (2, 2), strides=(2, 2))
-        return self.head(x.reshape((x.shape[0], -1)))
+        logits = self.head(x.reshape((x.shape[0], -1)))
+        return (logits, pres) if capture else logits
 
 
 def build(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> nnx.Module:

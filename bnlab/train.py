@@ -2,7 +2,8 @@
 
 The NNX model is split once into a graph definition and two pure-dict pytrees, trainable
 parameters (`nnx.Param`) and BN statistics (`nnx.BatchStat`); the optimiser sees only the
-parameters. A chunk of `train.log_every` steps is one `lax.scan` inside one `jax.jit`: the
+parameters. A chunk of steps is one `lax.fori_loop` inside one `jax.jit` (its length is an argument, so
+every chunk length shares one compilation): the
 training set lives on the device and every batch is sliced from an epoch permutation inside the
 program, so the host only wakes between chunks to log. Step `s` uses
   - the epoch permutation `permutation(fold_in(data_key, s // steps_per_epoch))`, and
@@ -45,6 +46,12 @@ def layer_norms(tree: Any) -> dict[str, jax.Array]:
     return {param_name(path): jnp.sqrt(jnp.sum(jnp.square(leaf))) for path, leaf in flat}
 
 
+class Forward(NamedTuple):
+    logits: jax.Array
+    batch_stats: Any  # updated running statistics in training mode, unchanged otherwise
+    pre_activations: tuple[jax.Array, ...]  # per hidden layer, only when captured
+
+
 class TrainState(NamedTuple):
     step: jax.Array  # int32 scalar: updates done so far
     params: Any  # pure dict of nnx.Param values
@@ -78,7 +85,7 @@ class Trainer:
         self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
-        self._chunk = jax.jit(self._train_chunk, static_argnames="num_steps", donate_argnums=0)
+        self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
         self._eval = jax.jit(self._evaluate_batches)
 
     # -- model plumbing ---------------------------------------------------------------------------
@@ -89,12 +96,18 @@ class Trainer:
         nnx.replace_by_pure_dict(s, batch_stats)
         return nnx.merge(self.graphdef, p, s)
 
-    def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, dropout_key=None):
-        """Logits and (in training mode) the updated BN statistics."""
+    def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, dropout_key=None, capture: bool = False) -> Forward:
+        """Forward pass. `train` means BN uses (and updates) batch statistics; a `dropout_key` turns dropout on."""
         model = self.merge(params, batch_stats)
-        logits = model(x, train=train, dropout_key=dropout_key)
+        out = model(x, train=train, dropout_key=dropout_key, capture=capture)
+        logits, pre = out if capture else (out, ())
         new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if train else batch_stats
-        return logits, new_stats
+        return Forward(logits, new_stats, tuple(pre))
+
+    def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", dropout_key=None):
+        """Mean cross-entropy and (logits, updated BN statistics). bn_mode: 'batch' or 'running'."""
+        out = self.apply(params, batch_stats, x, train=bn_mode == "batch", dropout_key=dropout_key)
+        return optax.softmax_cross_entropy_with_integer_labels(out.logits, y).mean(), (out.logits, out.batch_stats)
 
     def init(self, seed: int) -> TrainState:
         model = models.build(self.cfg.model, self.dataset.image_shape, self.dataset.num_classes, seed=seed)
@@ -102,58 +115,65 @@ class Trainer:
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
         return TrainState(jnp.int32(0), params, stats, self.tx.init(params), jax.random.PRNGKey(seed))
 
+    # -- data order -------------------------------------------------------------------------------
+    def _permutation(self, key: jax.Array, step) -> jax.Array:
+        data_key = jax.random.fold_in(key, 1)
+        return jax.random.permutation(jax.random.fold_in(data_key, step // self.steps_per_epoch), self.num_train)
+
+    def _batch_slice(self, perm: jax.Array, step) -> jax.Array:
+        pos = step % self.steps_per_epoch
+        return jax.lax.dynamic_slice(perm, (pos * self.batch_size,), (self.batch_size,))
+
+    def batch_at(self, state: TrainState) -> tuple[jax.Array, jax.Array]:
+        """The training batch that step `state.step` uses (probes measure on exactly this batch)."""
+        idx = self._batch_slice(self._permutation(state.key, state.step), state.step)
+        return self.x_train[idx], self.y_train[idx]
+
+    def dropout_key(self, state: TrainState, step) -> jax.Array:
+        return jax.random.fold_in(jax.random.fold_in(state.key, 2), step)
+
     # -- training ---------------------------------------------------------------------------------
-    def _loss(self, params, batch_stats, x, y, dropout_key):
-        logits, new_stats = self.apply(params, batch_stats, x, train=True, dropout_key=dropout_key)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-        return loss, (logits, new_stats)
+    def _train_chunk(self, state: TrainState, x_train, y_train, num_steps):
+        """`num_steps` (a traced count, so any chunk length shares one compilation) SGD steps."""
 
-    def _train_chunk(self, state: TrainState, x_train, y_train, *, num_steps: int):
-        data_key, dropout_key = jax.random.fold_in(state.key, 1), jax.random.fold_in(state.key, 2)
-        spe, bs, n = self.steps_per_epoch, self.batch_size, self.num_train
-
-        def permutation(step):
-            return jax.random.permutation(jax.random.fold_in(data_key, step // spe), n)
-
-        def body(carry, _):
-            st, perm = carry
-            pos = st.step % spe
-            perm = jax.lax.cond(pos == 0, lambda: permutation(st.step), lambda: perm)
-            idx = jax.lax.dynamic_slice(perm, (pos * bs,), (bs,))
-            xb, yb = x_train[idx], y_train[idx]
-            grad_fn = jax.value_and_grad(self._loss, has_aux=True)
-            (loss, (logits, new_stats)), grads = grad_fn(st.params, st.batch_stats, xb, yb, jax.random.fold_in(dropout_key, st.step))
+        def body(i, carry):
+            st, perm, sums, first_bad = carry
+            perm = jax.lax.cond(st.step % self.steps_per_epoch == 0, lambda: self._permutation(st.key, st.step), lambda: perm)
+            idx = self._batch_slice(perm, st.step)
+            grad_fn = jax.value_and_grad(self.loss, has_aux=True)
+            (loss, (logits, new_stats)), grads = grad_fn(
+                st.params, st.batch_stats, x_train[idx], y_train[idx], bn_mode="batch", dropout_key=self.dropout_key(st, st.step)
+            )
             updates, opt_state = self.tx.update(grads, st.opt_state, st.params)
             params = optax.apply_updates(st.params, updates)
-            out = {
-                "loss": loss,
-                "acc": jnp.mean(jnp.argmax(logits, -1) == yb),
+            step_metrics = {
+                "train_loss": loss,
+                "train_acc": jnp.mean(jnp.argmax(logits, -1) == y_train[idx]),
                 "grad_norm": optax.global_norm(grads),
                 "grad_norms": layer_norms(grads),
             }
-            return (TrainState(st.step + 1, params, new_stats, opt_state, st.key), perm), out
+            sums = jax.tree.map(jnp.add, sums, step_metrics)
+            first_bad = jnp.where((first_bad < 0) & ~jnp.isfinite(loss), i, first_bad)
+            return TrainState(st.step + 1, params, new_stats, opt_state, st.key), perm, sums, first_bad
 
-        (state, _), per_step = jax.lax.scan(body, (state, permutation(state.step)), None, length=num_steps)
-        finite = jnp.isfinite(per_step["loss"])
-        summary = {
-            "train_loss": jnp.mean(per_step["loss"]),
-            "train_acc": jnp.mean(per_step["acc"]),
-            "grad_norm": jnp.mean(per_step["grad_norm"]),
-            "grad_norms": jax.tree.map(jnp.mean, per_step["grad_norms"]),
-            "param_norms": layer_norms(state.params),
-            "first_nonfinite": jnp.where(jnp.all(finite), -1, jnp.argmin(finite)),
-        }
+        zeros = {"train_loss": 0.0, "train_acc": 0.0, "grad_norm": 0.0, "grad_norms": jax.tree.map(lambda _: 0.0, layer_norms(state.params))}
+        zeros = jax.tree.map(jnp.float32, zeros)
+        carry = (state, self._permutation(state.key, state.step), zeros, jnp.int32(-1))
+        state, _, sums, first_bad = jax.lax.fori_loop(0, num_steps, body, carry)
+        summary = jax.tree.map(lambda v: v / num_steps, sums)
+        summary["param_norms"] = layer_norms(state.params)
+        summary["first_nonfinite"] = first_bad
         return state, summary
 
     def train_chunk(self, state: TrainState, num_steps: int) -> tuple[TrainState, dict[str, Any]]:
         """`num_steps` steps from `state` (whose buffers are donated); summary means are over the chunk."""
-        return self._chunk(state, self.x_train, self.y_train, num_steps=num_steps)
+        return self._chunk(state, self.x_train, self.y_train, jnp.int32(num_steps))
 
     # -- evaluation -------------------------------------------------------------------------------
     def _evaluate_batches(self, params, batch_stats, xs, ys, mask):
         def one(batch):
             x, y, m = batch
-            logits, _ = self.apply(params, batch_stats, x, train=False)
+            logits = self.apply(params, batch_stats, x, train=False).logits
             losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
             return jnp.sum(losses * m), jnp.sum((jnp.argmax(logits, -1) == y) * m)
 

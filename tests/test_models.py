@@ -70,3 +70,14 @@ def test_dropout_only_in_training_and_keyed():
     b = m(x, train=True, dropout_key=jax.random.PRNGKey(1))
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(m(x, train=False), m(x, train=False))
+    np.testing.assert_array_equal(m(x, train=True), m(x, train=True))  # no key: no dropout
+
+
+def test_capture_returns_pre_activations():
+    m, p = params(ModelConfig(norm="none", depth=2, width=5, activation="tanh"))
+    x = jnp.ones((3, 8, 8, 1))
+    logits, pres = m(x, train=False, capture=True)
+    np.testing.assert_array_equal(logits, m(x, train=False))
+    expected0 = x.reshape(3, -1) @ p["hidden"][0]["layer"]["kernel"] + p["hidden"][0]["layer"]["bias"]
+    np.testing.assert_allclose(pres[0], expected0, rtol=1e-5)
+    assert len(pres) == 2 and pres[1].shape == (3, 5)
