@@ -84,6 +84,90 @@ class TrainConfig:
 
 
 @dataclass
+class Schedule:
+    """When a diagnostic runs: the union of every `every` steps (from 0), the steps listed in `at`,
+    and `log_spaced` steps spread evenly in log(step) between 1 and the last step (plus step 0)."""
+
+    every: int = 0
+    at: List[int] = field(default_factory=list)
+    log_spaced: int = 0
+
+
+BN_MODES = ("batch", "running")  # a probe's BN: statistics of the probe batch, or the running averages
+
+
+@dataclass
+class ActivationsConfig:
+    """Ioffe & Szegedy Fig. 1(b,c): percentiles of the nonlinearity's input over training."""
+
+    enabled: bool = False
+    schedule: Schedule = field(default_factory=lambda: Schedule(every=100))
+    units: int = 3  # the first `units` units (channels) of each hidden layer are followed
+    batch_size: int = 500  # fixed evaluation batch: the first examples of the validation split
+    bn_mode: str = "running"
+    saturation: float = 0.98  # sigmoid/tanh unit saturated when its output is beyond 98% of the way to an end
+
+
+@dataclass
+class LandscapeConfig:
+    """Santurkar et al. Fig. 4: loss range, gradient predictiveness, effective beta-smoothness."""
+
+    enabled: bool = False
+    schedule: Schedule = field(default_factory=lambda: Schedule(every=100))
+    eta_multipliers: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0, 4.0])  # eta = optim.lr * these
+    bn_mode: str = "batch"
+
+
+@dataclass
+class ICSConfig:
+    """Santurkar et al. Def. 2.1: gradient change of each layer from the update of the layers below."""
+
+    enabled: bool = False
+    schedule: Schedule = field(default_factory=lambda: Schedule(every=100))
+    bn_mode: str = "batch"
+
+
+@dataclass
+class HessianConfig:
+    """Curvature on a fixed training batch: top eigenvalues, trace, spectral density, gradient share."""
+
+    enabled: bool = False
+    schedule: Schedule = field(default_factory=lambda: Schedule(log_spaced=6))
+    batch_size: int = 256  # the first examples of the training split, the same at every measurement
+    bn_mode: str = "batch"
+    top_k: int = 1
+    method: str = "lanczos"  # lanczos (with full reorthogonalisation) | power (top eigenvalue by magnitude)
+    iterations: int = 20  # Lanczos steps or power iterations for the top eigenvalues
+    trace_probes: int = 10  # Hutchinson Rademacher probes; 0: no trace
+    density_probes: int = 0  # stochastic Lanczos quadrature runs; 0: no spectral density
+    density_steps: int = 90
+    seed: int = 0
+
+
+@dataclass
+class SurfaceConfig:
+    """Li et al. 2018: loss along filter-normalised random directions around the final weights."""
+
+    enabled: bool = False
+    dims: int = 1  # 1: a curve; 2: a grid
+    points: int = 21  # per direction
+    span: float = 1.0  # coordinates in [-span, span]
+    batch_size: int = 1000  # the first training examples
+    bn_params: str = "zero"  # zero: biases and BN gamma/beta stay put (Li et al.) | filter: they move too, norm-scaled
+    bn_stats: str = "running"  # running: the trained running statistics | batch: statistics of the evaluation batch
+    seed: int = 0
+
+
+@dataclass
+class DiagnosticsConfig:
+    activations: ActivationsConfig = field(default_factory=ActivationsConfig)
+    landscape: LandscapeConfig = field(default_factory=LandscapeConfig)
+    ics: ICSConfig = field(default_factory=ICSConfig)
+    hessian: HessianConfig = field(default_factory=HessianConfig)
+    surface: SurfaceConfig = field(default_factory=SurfaceConfig)
+
+
+@dataclass
 class SweepConfig:
     grid: Dict[str, List[Any]] = field(default_factory=dict)  # product over these axes
     zip: Dict[str, List[Any]] = field(default_factory=dict)  # these axes vary together
@@ -97,6 +181,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    diagnostics: DiagnosticsConfig = field(default_factory=DiagnosticsConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
@@ -279,8 +364,60 @@ def validate(cfg: Config) -> None:
         check(t.checkpoint_every % t.log_every == 0,
               f"train.checkpoint_every: must be a multiple of train.log_every ({t.log_every}), got {t.checkpoint_every}")
 
+    problems.extend(_diagnostics_problems(cfg.diagnostics))
     if problems:
         raise ConfigError("\n".join(problems))
+
+
+def _diagnostics_problems(dg: DiagnosticsConfig) -> list[str]:
+    problems: list[str] = []
+
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(msg)
+
+    for name in ("activations", "landscape", "ics", "hessian"):
+        section = getattr(dg, name)
+        key = f"diagnostics.{name}"
+        sch = section.schedule
+        check(sch.every >= 0 and sch.log_spaced >= 0 and all(a >= 0 for a in sch.at),
+              f"{key}.schedule: every, at and log_spaced must be >= 0, got {sch.every}, {list(sch.at)}, {sch.log_spaced}")
+        if section.enabled:
+            check(sch.every > 0 or sch.at or sch.log_spaced > 0, f"{key}.schedule: enabled but empty; set every, at or log_spaced")
+        check(section.bn_mode in BN_MODES, f"{key}.bn_mode: unknown {section.bn_mode!r}; allowed: {', '.join(BN_MODES)}")
+    a, l, h, s = dg.activations, dg.landscape, dg.hessian, dg.surface
+    check(a.units >= 1, f"diagnostics.activations.units: must be >= 1, got {a.units}")
+    check(a.batch_size >= 1, f"diagnostics.activations.batch_size: must be >= 1, got {a.batch_size}")
+    check(0 < a.saturation < 1, f"diagnostics.activations.saturation: must be in (0, 1), got {a.saturation}")
+    check(len(l.eta_multipliers) > 0 and all(m > 0 for m in l.eta_multipliers),
+          f"diagnostics.landscape.eta_multipliers: must be positive numbers, got {list(l.eta_multipliers)}")
+    check(h.batch_size >= 1, f"diagnostics.hessian.batch_size: must be >= 1, got {h.batch_size}")
+    check(h.top_k >= 1, f"diagnostics.hessian.top_k: must be >= 1, got {h.top_k}")
+    check(h.method in ("lanczos", "power"), f"diagnostics.hessian.method: unknown {h.method!r}; allowed: lanczos, power")
+    check(h.method == "lanczos" or h.top_k == 1, "diagnostics.hessian.top_k: power iteration gives only the top eigenvalue; use method=lanczos for top_k > 1")
+    check(h.iterations >= h.top_k, f"diagnostics.hessian.iterations: must be >= top_k ({h.top_k}), got {h.iterations}")
+    check(h.trace_probes >= 0 and h.density_probes >= 0, "diagnostics.hessian.trace_probes, density_probes: must be >= 0")
+    check(h.density_steps >= 2, f"diagnostics.hessian.density_steps: must be >= 2, got {h.density_steps}")
+    check(s.dims in (1, 2), f"diagnostics.surface.dims: must be 1 or 2, got {s.dims}")
+    check(s.points >= 2, f"diagnostics.surface.points: must be >= 2, got {s.points}")
+    check(s.span > 0, f"diagnostics.surface.span: must be > 0, got {s.span}")
+    check(s.batch_size >= 1, f"diagnostics.surface.batch_size: must be >= 1, got {s.batch_size}")
+    check(s.bn_params in ("zero", "filter"), f"diagnostics.surface.bn_params: unknown {s.bn_params!r}; allowed: zero, filter")
+    check(s.bn_stats in BN_MODES, f"diagnostics.surface.bn_stats: unknown {s.bn_stats!r}; allowed: {', '.join(BN_MODES)}")
+    return problems
+
+
+def schedule_steps(schedule: Schedule, total: int) -> set[int]:
+    """The steps in [0, total] at which a schedule fires."""
+    import numpy as np
+
+    steps = {s for s in schedule.at if s <= total}
+    if schedule.every > 0:
+        steps.update(range(0, total + 1, schedule.every))
+    if schedule.log_spaced > 0:
+        steps.add(0)
+        steps.update(int(round(s)) for s in np.geomspace(1, max(total, 1), schedule.log_spaced))
+    return steps
 
 
 def validate_against_data(cfg: Config, num_train: int) -> None:

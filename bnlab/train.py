@@ -85,7 +85,9 @@ class Trainer:
         self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
+        self.num_hidden = len(nnx.to_pure_dict(self._param_template)["hidden"])
         self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
+        self._diagnostics: dict[str, list] = {}
         self._eval = jax.jit(self._evaluate_batches)
 
     # -- model plumbing ---------------------------------------------------------------------------
@@ -114,6 +116,13 @@ class Trainer:
         _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
         return TrainState(jnp.int32(0), params, stats, self.tx.init(params), jax.random.PRNGKey(seed))
+
+    def diagnostics(self, cfg: Config, build) -> list:
+        """The diagnostics for `cfg`, built once per diagnostics config (so their compilation is shared by seeds)."""
+        key = json.dumps(dataclasses.asdict(cfg.diagnostics), sort_keys=True)
+        if key not in self._diagnostics:
+            self._diagnostics[key] = build()
+        return self._diagnostics[key]
 
     # -- data order -------------------------------------------------------------------------------
     def _permutation(self, key: jax.Array, step) -> jax.Array:
@@ -199,7 +208,7 @@ class Trainer:
 def _trainer_key(cfg: Config, dataset: Dataset) -> str:
     """Everything that changes the compiled program or its data: the config without the seed."""
     d = dataclasses.asdict(cfg)
-    d.pop("seed"), d.pop("name"), d.pop("sweep")
+    d.pop("seed"), d.pop("name"), d.pop("sweep"), d.pop("diagnostics")
     d["train"].pop("checkpoint_every")
     return json.dumps(d, sort_keys=True) + f"|{id(dataset)}"
 

@@ -1,0 +1,75 @@
+"""Loss surface around the trained weights along filter-normalised random directions (Li et al.
+2018, "Visualizing the Loss Landscape of Neural Nets", Sec. 4).
+
+A direction d has the shape of the parameters, with entries N(0, 1), rescaled filter by filter so
+that each filter of d has the norm of the same filter of w (for a Dense kernel a filter is one
+output unit's column; for a Conv kernel one output channel). Biases and BN's γ/β either do not
+move (`bn_params: zero`, Li et al.'s choice) or are rescaled to their own norm (`filter`). BN's
+running statistics are either kept as trained (`bn_stats: running`, evaluation mode) or replaced
+by the statistics of the evaluation batch at every point (`batch`). The result is written to the
+run folder as surface.json; `bnlab plot` draws it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .config import SurfaceConfig
+from .train import Trainer, TrainState
+
+
+def filter_normalized_direction(key: jax.Array, params: Any, bn_params: str) -> Any:
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for k, (path, w) in zip(keys, leaves):
+        d = jax.random.normal(k, w.shape, w.dtype)
+        is_kernel = getattr(path[-1], "key", None) == "kernel"
+        if is_kernel:  # one filter per output unit / channel: the last axis
+            axes = tuple(range(w.ndim - 1))
+            d = d * jnp.linalg.norm(w, axis=axes, keepdims=True) / (jnp.linalg.norm(d, axis=axes, keepdims=True) + 1e-10)
+        elif bn_params == "filter":
+            d = d * jnp.linalg.norm(w) / (jnp.linalg.norm(d) + 1e-10)
+        else:
+            d = jnp.zeros_like(w)
+        out.append(d)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def loss_surface(trainer: Trainer, state: TrainState, cfg: SurfaceConfig) -> dict[str, Any]:
+    x = jnp.asarray(trainer.dataset.x_train[: cfg.batch_size])
+    y = jnp.asarray(trainer.dataset.y_train[: cfg.batch_size])
+    k1, k2 = jax.random.split(jax.random.PRNGKey(cfg.seed))
+    d1 = filter_normalized_direction(k1, state.params, cfg.bn_params)
+    d2 = filter_normalized_direction(k2, state.params, cfg.bn_params)
+    coords = jnp.linspace(-cfg.span, cfg.span, cfg.points)
+
+    def at(a, b):
+        p = jax.tree.map(lambda w, u, v: w + a * u + b * v, state.params, d1, d2)
+        loss, (logits, _) = trainer.loss(p, state.batch_stats, x, y, bn_mode=cfg.bn_stats)
+        return loss, jnp.mean(jnp.argmax(logits, -1) == y)
+
+    if cfg.dims == 1:
+        loss, acc = jax.jit(jax.vmap(lambda a: at(a, 0.0)))(coords)
+    else:
+        A, B = jnp.meshgrid(coords, coords, indexing="ij")
+        loss, acc = jax.jit(lambda A, B: jax.lax.map(lambda ab: jax.vmap(at)(*ab), (A, B)))(A, B)
+    return {
+        "step": int(state.step),
+        "dims": cfg.dims,
+        "coords": np.asarray(coords).tolist(),
+        "loss": np.asarray(loss).tolist(),
+        "acc": np.asarray(acc).tolist(),
+        "bn_params": cfg.bn_params,
+        "bn_stats": cfg.bn_stats,
+        "batch_size": int(x.shape[0]),
+    }
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result)  # a diverging surface point is written as NaN, which Python's json reads back

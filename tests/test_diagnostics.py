@@ -1,0 +1,165 @@
+"""Diagnostics against independent computations; they never change the training state."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from bnlab import config as C
+from bnlab import data, runner
+from bnlab.diagnostics import Activations, InternalCovariateShift, Landscape
+from bnlab.results import RunDir
+from bnlab.surface import filter_normalized_direction, loss_surface
+from bnlab.train import Trainer
+
+
+def make(norm="batch", activation="sigmoid", opt="momentum", dropout=0.0, **diag):
+    cfg = C.Config()
+    cfg.model = C.ModelConfig(depth=3, width=12, norm=norm, activation=activation, dropout=dropout)
+    cfg.optim = C.OptimConfig(name=opt, lr=0.3)
+    cfg.train = C.TrainConfig(batch_size=40, steps=30)
+    for section, values in diag.items():
+        for k, v in values.items():
+            setattr(getattr(cfg.diagnostics, section), k, v)
+    t = Trainer(cfg, data.load(cfg.data))
+    state, _ = t.train_chunk(t.init(0), 7)
+    return cfg, t, state
+
+
+def snapshot(state):
+    return jax.tree.map(lambda a: np.array(a, copy=True), state)
+
+
+def assert_same(a, b):
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+@pytest.mark.parametrize("bn_mode", ["batch", "running"])
+def test_landscape_matches_direct_re_evaluation(bn_mode):
+    cfg, t, state = make(landscape={"bn_mode": bn_mode, "eta_multipliers": [0.5, 1.0, 4.0]})
+    before = snapshot(state)
+    out = Landscape(cfg, t).measure(state)
+    assert_same(before, snapshot(state))
+    x, y = t.batch_at(state)
+    f = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode=bn_mode)[0]
+    g = jax.grad(f)(state.params)
+    gnorm = float(optax.global_norm(g))
+    losses, diffs, ratios = [], [], []
+    for m in (0.5, 1.0, 4.0):
+        eta = 0.3 * m
+        moved = jax.tree.map(lambda w, d: w - eta * d, state.params, g)
+        losses.append(float(f(moved)))
+        d = float(optax.global_norm(jax.tree.map(jnp.subtract, g, jax.grad(f)(moved))))
+        diffs.append(d)
+        ratios.append(d / (eta * gnorm))
+    assert out["landscape/loss_min"] == pytest.approx(min(losses), rel=1e-4)
+    assert out["landscape/loss_max"] == pytest.approx(max(losses), rel=1e-4)
+    assert out["landscape/grad_pred_min"] == pytest.approx(min(diffs), rel=1e-3)
+    assert out["landscape/grad_pred_max"] == pytest.approx(max(diffs), rel=1e-3)
+    assert out["landscape/beta_smoothness"] == pytest.approx(max(ratios), rel=1e-3)
+    assert out["landscape/bn_mode"] == bn_mode
+
+
+def test_landscape_uses_the_batch_of_this_step():
+    cfg, t, state = make()
+    x, _ = t.batch_at(state)
+    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(state.key, 1), 7 // t.steps_per_epoch), t.num_train)
+    np.testing.assert_array_equal(x, t.x_train[perm[7 * 40 : 8 * 40]])
+
+
+@pytest.mark.parametrize("opt,dropout", [("momentum", 0.0), ("adam", 0.2)])
+def test_ics_matches_a_manual_layer_by_layer_update(opt, dropout):
+    cfg, t, state = make(opt=opt, dropout=dropout)
+    before = snapshot(state)
+    out = InternalCovariateShift(cfg, t).measure(state)
+    assert_same(before, snapshot(state))
+    x, y = t.batch_at(state)
+    # the real update of this step, computed the way training computes it
+    train_loss = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch", dropout_key=t.dropout_key(state, state.step))[0]
+    updates, _ = t.tx.update(jax.grad(train_loss)(state.params), state.opt_state, state.params)
+    new = optax.apply_updates(state.params, updates)
+    probe = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch")[0]
+    G = jax.grad(probe)(state.params)
+    for i, name in ((1, "hidden.1"), (2, "hidden.2"), (3, "head")):
+        mixed = {"hidden": {j: (new if j < i else state.params)["hidden"][j] for j in range(3)}, "head": state.params["head"]}
+        G2 = jax.grad(probe)(mixed)
+        k1 = (G["hidden"][i] if i < 3 else G["head"])
+        k2 = (G2["hidden"][i] if i < 3 else G2["head"])
+        a, b = np.asarray(k1["layer"]["kernel"] if i < 3 else k1["kernel"]).ravel(), np.asarray(k2["layer"]["kernel"] if i < 3 else k2["kernel"]).ravel()
+        assert out[f"ics/{name}/l2"] == pytest.approx(np.linalg.norm(a - b), rel=1e-3, abs=1e-7)
+        assert out[f"ics/{name}/cos"] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-5)
+    assert "ics/hidden.0/l2" not in out  # nothing below the first layer moves
+
+
+@pytest.mark.parametrize("bn_mode", ["batch", "running"])
+def test_activation_percentiles_match_numpy(bn_mode):
+    cfg, t, state = make(activations={"bn_mode": bn_mode, "units": 2, "batch_size": 100})
+    before = snapshot(state)
+    out = Activations(cfg, t).measure(state)
+    assert_same(before, snapshot(state))
+    x = t.dataset.x_val[:100]
+    pres = t.apply(state.params, state.batch_stats, jnp.asarray(x), train=bn_mode == "batch", capture=True).pre_activations
+    for i, pre in enumerate(pres):
+        pre = np.asarray(pre)
+        for u in range(2):
+            for p in (15, 50, 85):
+                assert out[f"activations/hidden.{i}/u{u}/p{p}"] == pytest.approx(np.percentile(pre[:, u], p), rel=1e-4, abs=1e-5)
+        assert out[f"activations/hidden.{i}/std"] == pytest.approx(pre.std(), rel=1e-4)
+        assert out[f"activations/hidden.{i}/saturated"] == pytest.approx(np.mean(np.abs(2 / (1 + np.exp(-pre)) - 1) > 0.98))
+    if bn_mode == "batch":  # BN's output over the batch it normalises: mean beta, std gamma (both near 0, 1 here)
+        assert abs(out["activations/hidden.0/mean"]) < 0.2
+
+
+def test_schedules():
+    S = C.Schedule
+    assert C.schedule_steps(S(every=50), 120) == {0, 50, 100}
+    assert C.schedule_steps(S(at=[3, 7, 500]), 120) == {3, 7}
+    steps = C.schedule_steps(S(log_spaced=5), 10_000)
+    assert steps == {0, 1, 10, 100, 1000, 10_000}
+
+
+def test_diagnostics_do_not_change_training(tmp_path, tiny_overrides):
+    """The same run with every diagnostic on gives the same training numbers as without."""
+    on = ["diagnostics.activations.enabled=true", "diagnostics.landscape.enabled=true", "diagnostics.ics.enabled=true",
+          "diagnostics.hessian.enabled=true", "diagnostics.hessian.iterations=5", "diagnostics.hessian.trace_probes=2",
+          "diagnostics.activations.schedule.every=7", "diagnostics.landscape.schedule.every=5", "diagnostics.ics.schedule.at=[3,11]",
+          "diagnostics.hessian.schedule.log_spaced=3", "model.dropout=0.1"]
+    for name, extra in (("off", []), ("on", on)):
+        runner.execute(runner.plan(None, tiny_overrides + ["model.dropout=0.1"] + extra[:-1], tmp_path / name))
+    rows = {n: RunDir(tmp_path / n / "runs" / "run").metrics() for n in ("off", "on")}
+    keep = lambda rs, prefixes: [{k: v for k, v in r.items() if k.startswith(prefixes)} for r in rs if "test_acc" in r]
+    # weights and evaluations are identical; training means are averaged over differently cut chunks
+    assert keep(rows["off"], ("test_", "val_", "param_norm")) == keep(rows["on"], ("test_", "val_", "param_norm"))
+    for a, b in zip(keep(rows["off"], ("train_",)), keep(rows["on"], ("train_",))):
+        assert a == pytest.approx(b, rel=1e-6)
+    steps = [r["step"] for r in rows["on"]]
+    assert {3, 5, 7, 11, 35}.issubset(steps) and steps == sorted(steps)
+    ls = [r for r in rows["on"] if "landscape/loss_min" in r]
+    assert [r["step"] for r in ls] == [0, 5, 10, 15, 20, 25, 30, 35, 40]
+    assert all("hessian/eig_1" in r for r in rows["on"] if r["step"] in (0, 1, 40))
+
+
+def test_filter_normalized_direction():
+    cfg, t, state = make()
+    d = filter_normalized_direction(jax.random.PRNGKey(0), state.params, "zero")
+    w = state.params["hidden"][1]["layer"]["kernel"]
+    np.testing.assert_allclose(jnp.linalg.norm(d["hidden"][1]["layer"]["kernel"], axis=0), jnp.linalg.norm(w, axis=0), rtol=1e-5)
+    np.testing.assert_array_equal(d["hidden"][1]["norm"]["scale"], 0.0)
+    np.testing.assert_array_equal(d["head"]["bias"], 0.0)
+    d2 = filter_normalized_direction(jax.random.PRNGKey(0), state.params, "filter")
+    assert float(jnp.linalg.norm(d2["hidden"][1]["norm"]["scale"])) == pytest.approx(float(jnp.linalg.norm(state.params["hidden"][1]["norm"]["scale"])), rel=1e-5)
+
+
+@pytest.mark.parametrize("dims,bn_stats", [(1, "running"), (2, "batch")])
+def test_loss_surface_centre_is_the_trained_loss(dims, bn_stats):
+    cfg, t, state = make()
+    before = snapshot(state)
+    s = loss_surface(t, state, C.SurfaceConfig(enabled=True, dims=dims, points=5, batch_size=200, bn_stats=bn_stats))
+    assert_same(before, snapshot(state))
+    x, y = jnp.asarray(t.dataset.x_train[:200]), jnp.asarray(t.dataset.y_train[:200])
+    centre = float(t.loss(state.params, state.batch_stats, x, y, bn_mode=bn_stats)[0])
+    loss = np.asarray(s["loss"])
+    assert loss.shape == (5,) * dims
+    assert loss[(2,) * dims] == pytest.approx(centre, rel=1e-5)
+    assert loss.min() <= centre + 1e-6 or dims == 2
