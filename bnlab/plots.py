@@ -225,4 +225,6 @@ def plot_all(out_dir: str | Path, fmt: str = "png") -> list[Path]:
     for axis in keys:
         if axis != "seed":
             paths.append(final_vs(runs, axis, keys, "test_acc", fig_dir / f"final_test_acc_vs_{_short(axis)}.{fmt}"))
-    return paths
+    from .diagnostic_plots import plot_diagnostics
+
+    return paths + plot_diagnostics(groups, Path(out_dir), fig_dir, fmt)

@@ -111,7 +111,7 @@ def write_summary(out_dir: Path, runs: Iterable[Any], flat_config) -> Path:
         rd = RunDir(out_dir / "runs" / spec.run_id)
         status = rd.status()
         final = final_row(rd.metrics())
-        metrics = {k: v for k, v in final.items() if not k.startswith(("grad_norm/", "param_norm/"))}
+        metrics = {k: v for k, v in final.items() if not k.startswith(("grad_norm/", "param_norm/")) and not isinstance(v, list)}
         cfg = flat_config(spec.config)
         row = {"run_id": spec.run_id, "status": status["status"], "diverged_step": status.get("diverged_step")}
         row.update(spec.varying)

@@ -163,3 +163,20 @@ def test_loss_surface_centre_is_the_trained_loss(dims, bn_stats):
     assert loss.shape == (5,) * dims
     assert loss[(2,) * dims] == pytest.approx(centre, rel=1e-5)
     assert loss.min() <= centre + 1e-6 or dims == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dims", [1, 2])
+def test_every_diagnostic_is_drawn(tmp_path, tiny_overrides, dims):
+    from bnlab import plots
+
+    on = ["diagnostics.activations.enabled=true", "diagnostics.landscape.enabled=true", "diagnostics.ics.enabled=true",
+          "diagnostics.hessian.enabled=true", "diagnostics.hessian.density_probes=2", "diagnostics.hessian.density_steps=8",
+          "diagnostics.hessian.iterations=6", "diagnostics.surface.enabled=true", f"diagnostics.surface.dims={dims}",
+          "diagnostics.surface.points=5", "model.activation=tanh", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]",
+          "diagnostics.landscape.schedule.every=10", "diagnostics.ics.schedule.every=10", "diagnostics.activations.schedule.every=10"]
+    p = runner.plan(None, tiny_overrides + on, tmp_path / "o")
+    assert runner.execute(p) == {"done": 4}
+    names = {path.name for path in plots.plot_all(p.out_dir)}
+    assert {"landscape.png", "activations.png", "saturation.png", "ics.png", "hessian.png", "spectral_density.png", "surface.png"} <= names
+    assert (p.out_dir / "runs" / "norm-batch_seed-0" / "surface.json").exists()
