@@ -69,8 +69,10 @@ class OptimConfig:
     decay_boundaries: List[float] = field(default_factory=lambda: [0.5, 0.75])  # step: fractions of training
     decay_factor: float = 0.1  # step: lr multiplier at each boundary
     weight_decay: float = 0.0  # on kernels only; L2 in the gradient for sgd/momentum, decoupled (AdamW) for adam
-    clip_value: Optional[float] = None  # clip each gradient element to [-v, v]
-    clip_global_norm: Optional[float] = None  # rescale the whole gradient to this global l2 norm
+    # gradient clipping with Keras semantics: clipnorm or global_clipnorm (not both), then clipvalue
+    clipnorm: Optional[float] = None  # rescale each parameter's gradient to at most this l2 norm
+    global_clipnorm: Optional[float] = None  # rescale the whole gradient to at most this global l2 norm
+    clipvalue: Optional[float] = None  # clip each gradient element to [-v, v]
 
 
 @dataclass
@@ -349,9 +351,10 @@ def validate(cfg: Config) -> None:
           f"optim.decay_boundaries: must be increasing fractions in (0, 1), got {list(o.decay_boundaries)}")
     check(o.decay_factor > 0, f"optim.decay_factor: must be > 0, got {o.decay_factor}")
     check(o.weight_decay >= 0, f"optim.weight_decay: must be >= 0, got {o.weight_decay}")
-    check(o.clip_value is None or o.clip_value > 0, f"optim.clip_value: must be > 0 or null, got {o.clip_value}")
-    check(o.clip_global_norm is None or o.clip_global_norm > 0,
-          f"optim.clip_global_norm: must be > 0 or null, got {o.clip_global_norm}")
+    for key in ("clipnorm", "global_clipnorm", "clipvalue"):
+        value = getattr(o, key)
+        check(value is None or value > 0, f"optim.{key}: must be > 0 or null, got {value}")
+    check(o.clipnorm is None or o.global_clipnorm is None, "optim.clipnorm, optim.global_clipnorm: set at most one (as in Keras)")
 
     check(t.batch_size >= 1, f"train.batch_size: must be >= 1, got {t.batch_size}")
     check((t.steps is None) != (t.epochs is None), "train.steps, train.epochs: give exactly one of them")

@@ -1,7 +1,7 @@
 """Optimisers (registry), learning-rate schedules, weight decay and clipping, all from optax.
 
-The chain is: clip by value -> clip by global norm -> optimiser(schedule), weight decay inside
-the optimiser (on kernels only).
+The chain is: clipping with Keras semantics (clipnorm per parameter or global_clipnorm, then
+clipvalue) -> optimiser(schedule), weight decay inside the optimiser (on kernels only).
 Gradient norms are logged before this chain, i.e. before clipping.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from .config import OptimConfig
@@ -68,12 +69,28 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
     return optax.join_schedules([warmup, main], [cfg.warmup_steps])
 
 
+def clip_by_variable_norm(max_norm: float) -> optax.GradientTransformation:
+    """Keras `clipnorm`: each parameter's gradient is rescaled on its own to an l2 norm of at most
+    `max_norm` (optax has only the global version)."""
+
+    def update_fn(updates, state, params=None):
+        def clip(g):
+            norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+            return g * jnp.minimum(1.0, max_norm / jnp.maximum(norm, 1e-30))
+
+        return jax.tree.map(clip, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
 def build(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
     lr = schedule(cfg, total_steps)
     parts: list[optax.GradientTransformation] = []
-    if cfg.clip_value is not None:
-        parts.append(optax.clip(cfg.clip_value))
-    if cfg.clip_global_norm is not None:
-        parts.append(optax.clip_by_global_norm(cfg.clip_global_norm))
+    if cfg.clipnorm is not None:
+        parts.append(clip_by_variable_norm(cfg.clipnorm))
+    if cfg.global_clipnorm is not None:
+        parts.append(optax.clip_by_global_norm(cfg.global_clipnorm))
+    if cfg.clipvalue is not None:
+        parts.append(optax.clip(cfg.clipvalue))
     parts.append(OPTIMIZERS.get(cfg.name)(cfg, lr))
     return optax.chain(*parts), lr

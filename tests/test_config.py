@@ -46,7 +46,8 @@ BAD = [
     (["data.standardize=minmax"], ["data.standardize", "channel"]),
     (["data.val_fraction=1.5"], ["data.val_fraction"]),
     (["optim.schedule=cyclic"], ["optim.schedule", "cosine"]),
-    (["optim.clip_global_norm=-1"], ["optim.clip_global_norm"]),
+    (["optim.global_clipnorm=-1"], ["optim.global_clipnorm"]),
+    (["optim.clipnorm=1", "optim.global_clipnorm=1"], ["at most one"]),
     (["optim.decay_boundaries=[0.8,0.2]"], ["optim.decay_boundaries"]),
     (["sweep.grid.model.norm=[batch,bogus]"], ["model.norm", "bogus"]),
     (["sweep.grid.model.nope=[1,2]"], ["model.nope", "unknown key"]),
@@ -97,9 +98,9 @@ def test_missing_config_file(tmp_path, capsys):
 def test_overrides_are_typed_and_applied(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(GOOD)
-    c = C.to_object(C.load(cfg, ["optim.lr=0.25", "model.norm=layer", "optim.clip_value=2"]))
+    c = C.to_object(C.load(cfg, ["optim.lr=0.25", "model.norm=layer", "optim.clipvalue=2"]))
     assert c.optim.lr == 0.25 and isinstance(c.optim.lr, float)
-    assert c.model.norm == "layer" and c.optim.clip_value == 2.0
+    assert c.model.norm == "layer" and c.optim.clipvalue == 2.0
     assert c.model.width == 8  # from the file
 
 

@@ -101,7 +101,7 @@ def test_checkpoint_resume_gives_same_final_numbers(tmp_path, tiny_overrides, mo
 
 
 def test_gradient_norms_are_logged_before_clipping(tmp_path, tiny_overrides):
-    rows = metrics(run(tmp_path, tiny_overrides + ["optim.clip_global_norm=1e-3"]))
+    rows = metrics(run(tmp_path, tiny_overrides + ["optim.global_clipnorm=1e-3"]))
     assert rows[-1]["grad_norm"] > 1e-2
     names = [k for k in rows[-1] if k.startswith("grad_norm/")]
     assert "grad_norm/hidden.0.norm.gamma" in names and "grad_norm/hidden.0.layer.kernel" in names
@@ -120,16 +120,30 @@ def _grads():
     return {"l": {"kernel": jnp.array([3.0, -4.0]), "bias": jnp.array([12.0])}}
 
 
-def test_clip_by_value_and_global_norm():
-    cfg = C.OptimConfig(name="sgd", lr=1.0, clip_value=2.0)
+def test_clipping_with_keras_semantics():
+    cfg = C.OptimConfig(name="sgd", lr=1.0, clipvalue=2.0)
     tx, _ = optim.build(cfg, 10)
     params = jax.tree.map(jnp.zeros_like, _grads())
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(upd["l"]["kernel"], [-2.0, 2.0])
-    cfg = C.OptimConfig(name="sgd", lr=1.0, clip_global_norm=1.3)
+    cfg = C.OptimConfig(name="sgd", lr=1.0, global_clipnorm=1.3)
     tx, _ = optim.build(cfg, 10)
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(optax.global_norm(upd), 1.3, rtol=1e-6)  # |g| = 13 -> 1.3
+    # clipnorm: each variable on its own; kernel |(3,-4)| = 5 -> 2, bias |12| -> 2
+    cfg = C.OptimConfig(name="sgd", lr=1.0, clipnorm=2.0)
+    tx, _ = optim.build(cfg, 10)
+    upd, _ = tx.update(_grads(), tx.init(params), params)
+    np.testing.assert_allclose(upd["l"]["kernel"], [-1.2, 1.6], rtol=1e-6)
+    np.testing.assert_allclose(upd["l"]["bias"], [-2.0], rtol=1e-6)
+    # a gradient already below the threshold is untouched
+    tx, _ = optim.build(C.OptimConfig(name="sgd", lr=1.0, clipnorm=100.0), 10)
+    upd, _ = tx.update(_grads(), tx.init(params), params)
+    np.testing.assert_allclose(upd["l"]["kernel"], [-3.0, 4.0], rtol=1e-6)
+    # norm clipping happens before value clipping (Keras order)
+    tx, _ = optim.build(C.OptimConfig(name="sgd", lr=1.0, clipnorm=2.0, clipvalue=1.5), 10)
+    upd, _ = tx.update(_grads(), tx.init(params), params)
+    np.testing.assert_allclose(upd["l"]["kernel"], [-1.2, 1.5], rtol=1e-6)
 
 
 def test_weight_decay_hits_kernels_only():
