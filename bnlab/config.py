@@ -53,6 +53,10 @@ class ModelConfig:
     bn_momentum: float = 0.99  # Flax/Keras convention, see module docstring
     norm_epsilon: float = 1e-5
     groups: int = 4  # group norm: number of groups
+    ghost_batch_size: int = 16  # ghost_batch: examples per virtual batch (must divide train.batch_size)
+    whiten_group_size: int = 16  # whiten: features whitened together (must divide the width)
+    lp_p: float = 2.0  # lp: 1, 2 or inf
+    norm_gamma_init: float = 1.0  # initial γ of every norm with a scale (Cooijmans et al. 2016 use 0.1)
 
 
 @dataclass
@@ -339,6 +343,13 @@ def validate(cfg: Config) -> None:
     check(m.groups >= 1, f"model.groups: must be >= 1, got {m.groups}")
     if m.norm == "group":
         check(m.width % m.groups == 0, f"model.groups: must divide model.width ({m.width}), got {m.groups}")
+    if m.norm == "ghost_batch":
+        check(m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0,
+              f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}")
+    if m.norm == "whiten":
+        check(m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0,
+              f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}")
+    check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
 
     registered(optim.OPTIMIZERS, o.name)
     check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")

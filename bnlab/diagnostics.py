@@ -154,7 +154,7 @@ class InternalCovariateShift:
         def measure(state: TrainState):
             x, y = trainer.batch_at(state)
             train_grads = jax.grad(lambda p: trainer.loss(p, state.batch_stats, x, y, bn_mode="batch",
-                                                          dropout_key=trainer.dropout_key(state, state.step))[0])(state.params)
+                                                          rng=trainer.step_rng(state, state.step))[0])(state.params)
             updates, _ = trainer.tx.update(train_grads, state.opt_state, state.params)
 
             def grad_at(p):

@@ -2,8 +2,9 @@
 
 Every hidden layer is `dropout(act(norm(W x)))` (Ioffe & Szegedy's placement); the bias of W is
 dropped when the norm absorbs it (BN). Models are called as
-`model(x, train=..., dropout_key=..., capture=False)`: `train` selects batch statistics for BN,
-a `dropout_key` switches dropout on, and `capture=True` also returns every hidden layer's
+`model(x, train=..., rng=..., capture=False)`: `train` selects batch statistics for BN, an `rng`
+key switches on the step's randomness (dropout, noisy norms; without one the model is
+deterministic, as in evaluation and probes), and `capture=True` also returns every hidden layer's
 pre-activation (for activation diagnostics).
 """
 
@@ -60,12 +61,13 @@ class Hidden(nnx.Module):
         self.act = ACTIVATIONS.get(cfg.activation)
         self.dropout = nnx.Dropout(cfg.dropout)
 
-    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         """(output, pre-activation): the pre-activation is the nonlinearity's input, norm(W x)."""
-        pre = self.norm(self.layer(x), train=train)
+        norm_rng, dropout_rng = (None, None) if rng is None else jax.random.split(rng)
+        pre = self.norm(self.layer(x), train=train, rng=norm_rng)
         x = self.act(pre)
-        if self.dropout.rate > 0 and dropout_key is not None:  # no key: deterministic (probes, evaluation)
-            x = self.dropout(x, deterministic=False, rngs=dropout_key)
+        if self.dropout.rate > 0 and dropout_rng is not None:  # no key: deterministic (probes, evaluation)
+            x = self.dropout(x, deterministic=False, rngs=dropout_rng)
         return x, pre
 
 
@@ -93,11 +95,11 @@ class MLP(nnx.Module):
             fan_in = cfg.width
         self.head = nnx.Linear(fan_in, num_classes, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None, capture: bool = False):
+    def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None = None, capture: bool = False):
         x = x.reshape((x.shape[0], -1))
         pres = []
-        for layer, key in zip(self.hidden, _split_key(dropout_key, len(self.hidden))):
-            x, pre = layer(x, train=train, dropout_key=key)
+        for layer, key in zip(self.hidden, _split_key(rng, len(self.hidden))):
+            x, pre = layer(x, train=train, rng=key)
             pres.append(pre)
         logits = self.head(x)
         return (logits, pres) if capture else logits
@@ -127,10 +129,10 @@ class CNN(nnx.Module):
                     h, w = h // 2, w // 2
         self.head = nnx.Linear(h * w * channels, num_classes, kernel_init=init, rngs=rngs)
 
-    def __call__(self, x: jax.Array, *, train: bool, dropout_key: jax.Array | None = None, capture: bool = False):
+    def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None = None, capture: bool = False):
         pres = []
-        for layer, pool, key in zip(self.hidden, self.pool_after, _split_key(dropout_key, len(self.hidden))):
-            x, pre = layer(x, train=train, dropout_key=key)
+        for layer, pool, key in zip(self.hidden, self.pool_after, _split_key(rng, len(self.hidden))):
+            x, pre = layer(x, train=train, rng=key)
             pres.append(pre)
             if pool:
                 x = nnx.max_pool(x, (2, 2), strides=(2, 2))

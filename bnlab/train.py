@@ -7,7 +7,7 @@ every chunk length shares one compilation): the
 training set lives on the device and every batch is sliced from an epoch permutation inside the
 program, so the host only wakes between chunks to log. Step `s` uses
   - the epoch permutation `permutation(fold_in(data_key, s // steps_per_epoch))`, and
-  - the dropout key `fold_in(dropout_key, s)`,
+  - the key `fold_in(fold_in(root, 2), s)` for dropout and noisy norms,
 so results do not depend on where chunks start or whether a run was resumed from a checkpoint.
 """
 
@@ -98,17 +98,17 @@ class Trainer:
         nnx.replace_by_pure_dict(s, batch_stats)
         return nnx.merge(self.graphdef, p, s)
 
-    def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, dropout_key=None, capture: bool = False) -> Forward:
-        """Forward pass. `train` means BN uses (and updates) batch statistics; a `dropout_key` turns dropout on."""
+    def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, rng=None, capture: bool = False) -> Forward:
+        """Forward pass. `train` means BN uses (and updates) batch statistics; an `rng` key turns on dropout and norm noise."""
         model = self.merge(params, batch_stats)
-        out = model(x, train=train, dropout_key=dropout_key, capture=capture)
+        out = model(x, train=train, rng=rng, capture=capture)
         logits, pre = out if capture else (out, ())
         new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if train else batch_stats
         return Forward(logits, new_stats, tuple(pre))
 
-    def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", dropout_key=None):
+    def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", rng=None):
         """Mean cross-entropy and (logits, updated BN statistics). bn_mode: 'batch' or 'running'."""
-        out = self.apply(params, batch_stats, x, train=bn_mode == "batch", dropout_key=dropout_key)
+        out = self.apply(params, batch_stats, x, train=bn_mode == "batch", rng=rng)
         return optax.softmax_cross_entropy_with_integer_labels(out.logits, y).mean(), (out.logits, out.batch_stats)
 
     def init(self, seed: int) -> TrainState:
@@ -138,7 +138,7 @@ class Trainer:
         idx = self._batch_slice(self._permutation(state.key, state.step), state.step)
         return self.x_train[idx], self.y_train[idx]
 
-    def dropout_key(self, state: TrainState, step) -> jax.Array:
+    def step_rng(self, state: TrainState, step) -> jax.Array:
         return jax.random.fold_in(jax.random.fold_in(state.key, 2), step)
 
     # -- training ---------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class Trainer:
             idx = self._batch_slice(perm, st.step)
             grad_fn = jax.value_and_grad(self.loss, has_aux=True)
             (loss, (logits, new_stats)), grads = grad_fn(
-                st.params, st.batch_stats, x_train[idx], y_train[idx], bn_mode="batch", dropout_key=self.dropout_key(st, st.step)
+                st.params, st.batch_stats, x_train[idx], y_train[idx], bn_mode="batch", rng=self.step_rng(st, st.step)
             )
             updates, opt_state = self.tx.update(grads, st.opt_state, st.params)
             params = optax.apply_updates(st.params, updates)

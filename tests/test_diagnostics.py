@@ -76,7 +76,7 @@ def test_ics_matches_a_manual_layer_by_layer_update(opt, dropout):
     assert_same(before, snapshot(state))
     x, y = t.batch_at(state)
     # the real update of this step, computed the way training computes it
-    train_loss = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch", dropout_key=t.dropout_key(state, state.step))[0]
+    train_loss = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch", rng=t.step_rng(state, state.step))[0]
     updates, _ = t.tx.update(jax.grad(train_loss)(state.params), state.opt_state, state.params)
     new = optax.apply_updates(state.params, updates)
     probe = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch")[0]

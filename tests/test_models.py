@@ -66,8 +66,8 @@ def test_initialiser_variances():
 def test_dropout_only_in_training_and_keyed():
     m, _ = params(ModelConfig(norm="none", depth=1, width=64, dropout=0.5))
     x = jnp.ones((4, 8, 8, 1))
-    a = m(x, train=True, dropout_key=jax.random.PRNGKey(0))
-    b = m(x, train=True, dropout_key=jax.random.PRNGKey(1))
+    a = m(x, train=True, rng=jax.random.PRNGKey(0))
+    b = m(x, train=True, rng=jax.random.PRNGKey(1))
     assert not np.allclose(a, b)
     np.testing.assert_array_equal(m(x, train=False), m(x, train=False))
     np.testing.assert_array_equal(m(x, train=True), m(x, train=True))  # no key: no dropout

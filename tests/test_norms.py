@@ -103,3 +103,93 @@ def test_none_is_identity():
 def test_only_batchnorm_absorbs_the_bias():
     assert NORMS.get("batch").absorbs_bias
     assert not any(NORMS.get(n).absorbs_bias for n in ("none", "layer", "group"))
+
+
+def test_ghost_batchnorm_normalises_each_virtual_batch():
+    x = random((32, 6))
+    gbn = build("ghost_batch", 6, ghost_batch_size=8, bn_momentum=0.9)
+    y = np.asarray(gbn(x, train=True))
+    xn = np.asarray(x, np.float64).reshape(4, 8, 6)
+    m, v = xn.mean(1, keepdims=True), xn.var(1, keepdims=True)
+    np.testing.assert_allclose(y, ((xn - m) / np.sqrt(v + EPS)).reshape(32, 6), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gbn.mean.value, 0.1 * m.mean((0, 1)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gbn.var.value, 0.9 + 0.1 * v.mean((0, 1)), rtol=1e-5)
+    # with one ghost batch it is plain BN
+    bn = build("batch", 6)
+    np.testing.assert_allclose(build("ghost_batch", 6, ghost_batch_size=32)(x, train=True), bn(x, train=True), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="not a multiple"):
+        gbn(x[:30], train=True)
+
+
+def test_ghost_batchnorm_conv_statistics_include_space():
+    x = random((8, 3, 3, 2))
+    y = np.asarray(build("ghost_batch", 2, spatial=True, ghost_batch_size=4)(x, train=True))
+    g = np.asarray(x, np.float64).reshape(2, 4, 3, 3, 2)
+    m, v = g.mean((1, 2, 3), keepdims=True), g.var((1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(y, ((g - m) / np.sqrt(v + EPS)).reshape(x.shape), rtol=1e-4, atol=1e-4)
+
+
+def test_noisy_batchnorm_is_bn_plus_santurkar_noise():
+    x = random((4000, 3))
+    nbn = build("noisy_batch", 3)
+    bn_out = np.asarray(build("batch", 3)(x, train=True))
+    key = jax.random.PRNGKey(0)
+    y = np.asarray(nbn(x, train=True, rng=key))
+    # recover this step's mu_t, sigma_t from the same key and check the noise model
+    k_mu, k_sigma, _, _ = jax.random.split(key, 4)
+    mu = float(jax.random.uniform(k_mu, (), minval=-0.5, maxval=0.5))
+    sigma = float(jax.random.uniform(k_sigma, (), minval=1.0, maxval=1.25))
+    assert -0.5 <= mu <= 0.5 and 1.0 <= sigma <= 1.25
+    residual = y - sigma * bn_out  # = (s - sigma) * a + m
+    assert residual.mean() == pytest.approx(mu, abs=0.02)
+    s_hat = np.sum((y - mu) * bn_out, 0) / np.sum(bn_out**2, 0)  # least squares slope ~ sigma
+    np.testing.assert_allclose(s_hat, sigma, atol=0.02)
+    np.testing.assert_allclose(build("noisy_batch", 3)(x, train=False), build("batch", 3)(x, train=False), rtol=1e-6)  # no noise in evaluation
+    np.testing.assert_allclose(nbn(x, train=True, rng=None), bn_out, rtol=1e-5, atol=1e-5)  # no key, no noise
+    noise_only = build("noise", 3)
+    z = np.asarray(noise_only(x, train=True, rng=key))
+    assert (z - sigma * np.asarray(x)).mean() == pytest.approx(mu, abs=0.05)
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, float("inf")])
+def test_lp_norm_formula(p):
+    x = random((50, 4))
+    y = np.asarray(build("lp", 4, lp_p=p)(x, train=True))
+    xn = np.asarray(x, np.float64)
+    dev = np.abs(xn - xn.mean(0))
+    scale = dev.max(0) if np.isinf(p) else (dev**p).mean(0) ** (1 / p)
+    np.testing.assert_allclose(y, (xn - xn.mean(0)) / (scale + EPS), rtol=1e-4, atol=1e-5)
+    if p == 2.0:  # the l_2 version is BN (up to where epsilon sits)
+        np.testing.assert_allclose(y, build("batch", 4, norm_epsilon=1e-12)(x, train=True), rtol=1e-3, atol=1e-3)
+
+
+def test_whitening_decorrelates_each_group():
+    rng = np.random.default_rng(0)
+    mix = rng.normal(size=(8, 8))
+    x = jnp.asarray(rng.normal(size=(500, 8)) @ mix + 3.0, jnp.float32)
+    w = build("whiten", 8, whiten_group_size=4, norm_epsilon=1e-6)
+    y = np.asarray(w(x, train=True), np.float64)
+    for g in (slice(0, 4), slice(4, 8)):
+        cov = np.cov(y[:, g], rowvar=False, bias=True)
+        np.testing.assert_allclose(cov, np.eye(4), atol=2e-3)
+        np.testing.assert_allclose(y[:, g].mean(0), 0.0, atol=1e-4)
+    # ZCA: the whitening matrix is symmetric, so it is Sigma^(-1/2) applied to the centred input
+    xn = np.asarray(x, np.float64)[:, :4]
+    xc = xn - xn.mean(0)
+    lam, U = np.linalg.eigh(xc.T @ xc / len(xc))
+    np.testing.assert_allclose(y[:, :4], xc @ U @ np.diag(1 / np.sqrt(lam + 1e-6)) @ U.T, rtol=1e-3, atol=1e-3)
+    # across groups nothing is decorrelated
+    assert abs(np.corrcoef(y[:, 0], y[:, 4])[0, 1]) > 0.01
+    # evaluation uses the running mean and covariance
+    y_eval = np.asarray(w(x, train=False))
+    assert np.isfinite(y_eval).all()
+
+
+def test_gamma_init_option():
+    for name in ("batch", "ghost_batch", "layer", "lp", "whiten"):
+        assert float(build(name, 16, norm_gamma_init=0.1).scale.value[0]) == pytest.approx(0.1)
+
+
+def test_new_norms_absorb_the_bias():
+    assert all(NORMS.get(n).absorbs_bias for n in ("ghost_batch", "noisy_batch", "lp", "whiten"))
+    assert not NORMS.get("noise").absorbs_bias
