@@ -86,6 +86,7 @@ class TrainConfig:
     epochs: Optional[float] = None
     log_every: int = 100  # steps per compiled chunk; metrics and evaluation after each
     eval_batch_size: int = 1000
+    eval_bn_stats: str = "running"  # BN statistics for evaluation: running averages | population (Ioffe Alg. 2)
     checkpoint_every: int = 0  # steps between orbax checkpoints (a multiple of log_every); 0: off
 
 
@@ -373,6 +374,12 @@ def validate(cfg: Config) -> None:
     check(t.epochs is None or t.epochs > 0, f"train.epochs: must be > 0, got {t.epochs}")
     check(t.log_every >= 1, f"train.log_every: must be >= 1, got {t.log_every}")
     check(t.eval_batch_size >= 1, f"train.eval_batch_size: must be >= 1, got {t.eval_batch_size}")
+    check(t.eval_bn_stats in ("running", "population"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population")
+    if t.eval_bn_stats == "population" and m.norm in norms.NORMS:
+        norm = norms.NORMS.get(m.norm)
+        check(norm.population or not norm.absorbs_bias,
+              f"train.eval_bn_stats: population statistics are defined for mean/variance norms "
+              f"({', '.join(n for n in norms.NORMS.names() if norms.NORMS.get(n).population)}), not {m.norm!r}")
     check(t.checkpoint_every >= 0, f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
     if t.checkpoint_every > 0 and t.log_every >= 1:
         check(t.checkpoint_every % t.log_every == 0,

@@ -19,13 +19,16 @@ from .data import Dataset
 from .results import RunDir, atomic_write
 
 
-def _evaluation(trainer, state) -> dict[str, Any]:
+def _evaluation(trainer, state, bn_stats: str) -> dict[str, Any]:
+    """Validation and test metrics in evaluation mode, with running or population BN statistics."""
     ds = trainer.dataset
+    if trainer.has_batch_stats and bn_stats == "population":
+        state = state._replace(batch_stats=trainer.population_stats(state))
     val_loss, val_acc = trainer.evaluate(state, ds.x_val, ds.y_val)
     test_loss, test_acc = trainer.evaluate(state, ds.x_test, ds.y_test)
     row = {"val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc}
     if trainer.has_batch_stats:
-        row["eval_bn_stats"] = "running"  # which BN statistics the evaluation used
+        row["eval_bn_stats"] = bn_stats  # which BN statistics the evaluation used
     return row
 
 
@@ -111,7 +114,7 @@ def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False)
                 if event > 0:
                     row.update(means.pop())
                     row.update({f"param_norm/{k}": v for k, v in summary["param_norms"].items()})
-                row.update(_evaluation(trainer, state))
+                row.update(_evaluation(trainer, state, cfg.train.eval_bn_stats))
                 row["lr"] = float(trainer.lr_schedule(max(event - 1, 0)))
             for d, steps in zip(diags, diag_steps):
                 if event in steps:

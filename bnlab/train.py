@@ -86,17 +86,20 @@ class Trainer:
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
         self.num_hidden = len(nnx.to_pure_dict(self._param_template)["hidden"])
+        zero_momentum = dataclasses.replace(cfg.model, bn_momentum=0.0)
+        self._graphdef_momentum0 = nnx.split(models.build(zero_momentum, dataset.image_shape, dataset.num_classes, seed=0), nnx.Param, nnx.BatchStat)[0]
+        self._population_jit = jax.jit(self._population)
         self._chunk = jax.jit(self._train_chunk, donate_argnums=0)
         self._diagnostics: dict[str, list] = {}
         self._eval = jax.jit(self._evaluate_batches)
 
     # -- model plumbing ---------------------------------------------------------------------------
-    def merge(self, params: Any, batch_stats: Any) -> nnx.Module:
+    def merge(self, params: Any, batch_stats: Any, graphdef=None) -> nnx.Module:
         p = jax.tree.map(lambda v: v, self._param_template)
         s = jax.tree.map(lambda v: v, self._stats_template)
         nnx.replace_by_pure_dict(p, params)
         nnx.replace_by_pure_dict(s, batch_stats)
-        return nnx.merge(self.graphdef, p, s)
+        return nnx.merge(graphdef or self.graphdef, p, s)
 
     def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, rng=None, capture: bool = False) -> Forward:
         """Forward pass. `train` means BN uses (and updates) batch statistics; an `rng` key turns on dropout and norm noise."""
@@ -177,6 +180,36 @@ class Trainer:
     def train_chunk(self, state: TrainState, num_steps: int) -> tuple[TrainState, dict[str, Any]]:
         """`num_steps` steps from `state` (whose buffers are donated); summary means are over the chunk."""
         return self._chunk(state, self.x_train, self.y_train, jnp.int32(num_steps))
+
+    # -- population statistics (Ioffe & Szegedy 2015, Algorithm 2) -----------------------------------
+    def _population(self, params, batch_stats, xs):
+        """Each BN layer's E[mean_B] and m/(m-1) E[var_B] over training-mode passes of batches xs (nb, bs, ...).
+
+        A copy of the network whose BN momentum is 0 stores the statistics of the batch it just
+        saw as its "running" ones; m is the number of values behind each statistic (batch, or ghost
+        batch, times spatial positions)."""
+
+        def one(xb):
+            model = self.merge(params, batch_stats, self._graphdef_momentum0)
+            _, pres = model(xb, train=True, capture=True)
+            return nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)), [p.shape for p in pres]
+
+        per_batch = jax.lax.map(lambda xb: one(xb)[0], xs)
+        shapes = one(xs[0])[1]  # traced once more for the static shapes; nothing is computed twice at run time
+        ghost = self.cfg.model.ghost_batch_size if self.cfg.model.norm == "ghost_batch" else xs.shape[1]
+        out = jax.tree.map(lambda v: jnp.mean(v, 0), per_batch)
+        for i, shape in enumerate(shapes):
+            if "var" in out["hidden"][i]["norm"]:
+                m = ghost * math.prod(shape[1:-1])
+                out["hidden"][i]["norm"]["var"] = out["hidden"][i]["norm"]["var"] * m / (m - 1)
+        return out
+
+    def population_stats(self, state: TrainState) -> Any:
+        """Population statistics from the whole training set in batches of the training batch size
+        (the trailing partial batch is left out)."""
+        nb = self.num_train // self.batch_size
+        xs = self.x_train[: nb * self.batch_size].reshape((nb, self.batch_size) + self.x_train.shape[1:])
+        return self._population_jit(state.params, state.batch_stats, xs)
 
     # -- evaluation -------------------------------------------------------------------------------
     def _evaluate_batches(self, params, batch_stats, xs, ys, mask):

@@ -1,0 +1,46 @@
+"""Fold BN into the preceding Dense/Conv for inference.
+
+In evaluation mode BN is an affine map per output unit, y = s (W x + b - mean) + β with
+s = γ / sqrt(var + ε), so it can be absorbed into the layer below: W' = W s (each output unit's
+column or channel scaled), b' = s (b - mean) + β. The folded network is the same model with
+`norm: none`; its outputs equal the BN network's evaluation-mode outputs up to float rounding.
+Folding works for the norms whose evaluation is plain BN: batch, ghost_batch, noisy_batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+from .config import ModelConfig
+from .errors import ConfigError
+
+FOLDABLE = ("batch", "ghost_batch", "noisy_batch")
+
+
+def fold(cfg: ModelConfig, params: Any, batch_stats: Any) -> tuple[ModelConfig, Any]:
+    """(config of the folded model, its params) from a BN model's params and (running or population) statistics."""
+    if cfg.norm not in FOLDABLE:
+        raise ConfigError(f"model.norm: only {', '.join(FOLDABLE)} can be folded, got {cfg.norm!r}")
+    hidden = {}
+    for i, block in params["hidden"].items():
+        norm, stats = block["norm"], batch_stats["hidden"][i]["norm"]
+        s = norm["scale"] / jnp.sqrt(stats["var"] + cfg.norm_epsilon)
+        kernel = block["layer"]["kernel"]
+        bias = block["layer"].get("bias", jnp.zeros(kernel.shape[-1], kernel.dtype))
+        hidden[i] = {"layer": {"kernel": kernel * s, "bias": s * (bias - stats["mean"]) + norm["bias"]}}
+    return dataclasses.replace(cfg, norm="none"), {"hidden": hidden, "head": params["head"]}
+
+
+def folded_model(cfg: ModelConfig, image_shape, num_classes: int, params: Any, batch_stats: Any):
+    """The folded network as an NNX module, ready to call with `train=False`."""
+    from flax import nnx
+
+    from . import models
+
+    folded_cfg, folded_params = fold(cfg, params, batch_stats)
+    graphdef, template = nnx.split(models.build(folded_cfg, image_shape, num_classes, seed=0), nnx.Param)
+    nnx.replace_by_pure_dict(template, folded_params)
+    return nnx.merge(graphdef, template)
