@@ -36,6 +36,7 @@ class DataConfig:
     synthetic_size: int = 2000  # `synthetic` only: number of examples
     synthetic_shape: List[int] = field(default_factory=lambda: [8, 8, 1])  # H, W, C
     synthetic_classes: int = 10
+    regression_outputs: int = 10  # `linear_regression` only: dimension of the target A x
 
 
 @dataclass
@@ -82,6 +83,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     batch_size: int = 60
+    full_batch: bool = False  # use the whole training split as every batch (ignores batch_size)
     steps: Optional[int] = None  # give exactly one of steps and epochs
     epochs: Optional[float] = None
     log_every: int = 100  # steps per compiled chunk; metrics and evaluation after each
@@ -328,6 +330,7 @@ def validate(cfg: Config) -> None:
     check(len(d.synthetic_shape) == 3 and all(s > 0 for s in d.synthetic_shape),
           f"data.synthetic_shape: must be three positive sizes [H, W, C], got {list(d.synthetic_shape)}")
     check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
+    check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
 
     registered(models.MODELS, m.name)
     registered(norms.NORMS, m.norm)
@@ -344,7 +347,7 @@ def validate(cfg: Config) -> None:
     check(m.groups >= 1, f"model.groups: must be >= 1, got {m.groups}")
     if m.norm == "group":
         check(m.width % m.groups == 0, f"model.groups: must divide model.width ({m.width}), got {m.groups}")
-    if m.norm == "ghost_batch":
+    if m.norm == "ghost_batch" and not t.full_batch:
         check(m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0,
               f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}")
     if m.norm == "whiten":
@@ -441,8 +444,12 @@ def schedule_steps(schedule: Schedule, total: int) -> set[int]:
     return steps
 
 
-def validate_against_data(cfg: Config, num_train: int) -> None:
-    """Checks that need the dataset's size."""
+def validate_against_data(cfg: Config, num_train: int, task: str = "classification") -> None:
+    """Checks that need the dataset's size and task."""
+    if task == "regression" and cfg.model.name not in ("dln", "mlp"):
+        raise ConfigError(f"model.name: {cfg.data.name} is a regression task; allowed models: dln, mlp")
+    if cfg.train.full_batch:
+        return
     if cfg.train.batch_size > num_train:
         raise ConfigError(
             f"train.batch_size: {cfg.train.batch_size} is larger than the training split "

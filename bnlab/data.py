@@ -46,7 +46,8 @@ class Dataset:
     y_val: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
-    num_classes: int
+    num_classes: int  # classes, or for regression the dimension of the target
+    task: str = "classification"  # or "regression" (float targets)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -99,6 +100,17 @@ def load_synthetic(arg: str, cfg: DataConfig) -> Source:
     y = rng.integers(0, cfg.synthetic_classes, size=cfg.synthetic_size).astype(np.int32)
     x = means[y] + rng.normal(size=(cfg.synthetic_size, dim)) / np.sqrt(dim) * 4.0
     return Source(train=(x.reshape((-1,) + shape).astype(np.float32), y))
+
+
+@DATASETS.register("linear_regression")
+def load_linear_regression(arg: str, cfg: DataConfig) -> Source:
+    """Santurkar et al.'s deep-linear-network task: x ~ N(0, I), target A x with a random A."""
+    rng = np.random.default_rng(cfg.split_seed)
+    shape = tuple(cfg.synthetic_shape)
+    dim = int(np.prod(shape))
+    A = rng.normal(size=(cfg.regression_outputs, dim)) / np.sqrt(dim)
+    x = rng.normal(size=(cfg.synthetic_size, dim))
+    return Source(train=(x.reshape((-1,) + shape).astype(np.float32), (x @ A.T).astype(np.float32)))
 
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -222,6 +234,8 @@ def prepare(source: Source, cfg: DataConfig, name: str) -> Dataset:
             raise ConfigError(f"data.subset: {cfg.subset} is larger than the training split ({len(train[1])} examples); allowed: 1..{len(train[1])}")
         train = (train[0][: cfg.subset], train[1][: cfg.subset])
     x_train, x_val, x_test = _standardize(cfg.standardize, train[0], val[0], test[0])
+    if np.issubdtype(train[1].dtype, np.floating):  # regression targets (N, outputs)
+        return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=train[1].shape[1], task="regression")
     labels = np.concatenate([train[1], val[1], test[1]])
     return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=int(labels.max()) + 1)
 

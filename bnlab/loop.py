@@ -27,6 +27,8 @@ def _evaluation(trainer, state, bn_stats: str) -> dict[str, Any]:
     val_loss, val_acc = trainer.evaluate(state, ds.x_val, ds.y_val)
     test_loss, test_acc = trainer.evaluate(state, ds.x_test, ds.y_test)
     row = {"val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc}
+    if trainer.task == "regression":
+        del row["val_acc"], row["test_acc"]
     if trainer.has_batch_stats:
         row["eval_bn_stats"] = bn_stats  # which BN statistics the evaluation used
     return row
@@ -42,7 +44,7 @@ class _TrainMeans:
 
     def add(self, summary: dict[str, Any], n: int, seconds: float) -> None:
         self.seconds += seconds
-        flat = {"train_loss": summary["train_loss"], "train_acc": summary["train_acc"], "grad_norm": summary["grad_norm"]}
+        flat = {k: summary[k] for k in ("train_loss", "train_acc", "grad_norm") if k in summary}
         flat.update({f"grad_norm/{k}": v for k, v in summary["grad_norms"].items()})
         for k, v in flat.items():
             self.sums[k] = self.sums.get(k, 0.0) + float(v) * n
@@ -124,8 +126,8 @@ def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False)
             if ckpt is not None and event in log_steps and (event % cfg.train.checkpoint_every == 0 or event == total):
                 ckpt.save(state)
             rd.set_status("running", step=step, total_steps=total)
-            if bar is not None and "test_acc" in row:
-                bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3f}", test_acc=f"{row['test_acc']:.3f}")
+            if bar is not None and "test_loss" in row:
+                bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3g}", test_loss=f"{row['test_loss']:.3g}")
         if cfg.diagnostics.surface.enabled:
             from .surface import loss_surface, to_json
 

@@ -10,6 +10,8 @@ pre-activation (for activation diagnostics).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from typing import Callable
 
 import jax
@@ -138,6 +140,27 @@ class CNN(nnx.Module):
                 x = nnx.max_pool(x, (2, 2), strides=(2, 2))
         logits = self.head(x.reshape((x.shape[0], -1)))
         return (logits, pres) if capture else logits
+
+
+@MODELS.register("dln")
+class DeepLinear(nnx.Module):
+    """Deep linear network (Santurkar et al. 2018, Sec. 3 / App.): x -> W_k ... W_1 x, `depth`
+    hidden linear layers of `width` units, no biases and no nonlinearity, optionally normalised
+    (norm between the linear maps), then a linear map to the outputs."""
+
+    def __init__(self, image_shape: tuple[int, ...], num_classes: int, cfg: ModelConfig, rngs: nnx.Rngs):
+        norm = NORMS.get(cfg.norm)
+        init = kernel_init(cfg)
+        linear_cfg = dataclasses.replace(cfg, activation="linear")
+        fan_in = math.prod(image_shape)
+        self.hidden = nnx.List()
+        for _ in range(cfg.depth):
+            dense = nnx.Linear(fan_in, cfg.width, use_bias=False, kernel_init=init, rngs=rngs)
+            self.hidden.append(Hidden(dense, norm.build(cfg.width, False, cfg, rngs), linear_cfg))
+            fan_in = cfg.width
+        self.head = nnx.Linear(fan_in, num_classes, use_bias=False, kernel_init=init, rngs=rngs)
+
+    __call__ = MLP.__call__
 
 
 def build(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> nnx.Module:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from . import config as C
 from .errors import ConfigError
@@ -46,7 +47,7 @@ def load_runs(out_dir: str | Path) -> list[Run]:
     runs = []
     for path in paths:
         rd = RunDir(path)
-        flat = C.flatten(C.to_dict(C.to_object(C.load(rd.config_path))))
+        flat = C.flatten(yaml.safe_load(rd.config_path.read_text()))  # as saved: results of older versions still plot
         runs.append(Run(rd.run_id, {k: v for k, v in flat.items() if not k.startswith("sweep.")}, rd.status(), rd.metrics()))
     if not runs:
         raise ConfigError(f"{out_dir}: no runs with results yet")
@@ -106,9 +107,15 @@ def _plt():
 
 def learning_curves(groups: dict[str, list[Run]], path: Path) -> Path:
     plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    present = {k for runs in groups.values() for run in runs for r in run.rows for k in r}
+    panels = [(m, t) for m, t in CURVE_METRICS if m in present] or list(CURVE_METRICS[:1])
+    if "test_acc" not in present:  # regression: losses only
+        panels = [(m, t) for m, t in (("train_loss", "train loss (chunk mean)"), ("val_loss", "validation loss"), ("test_loss", "test loss")) if m in present]
+    fig, axes = plt.subplots(math.ceil(len(panels) / 2), 2, figsize=(11, 3.75 * math.ceil(len(panels) / 2)), sharex=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (metric, title) in zip(axes.flat, CURVE_METRICS):
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (metric, title) in zip(axes.flat, panels):
         for (label, runs), color in zip(groups.items(), colors * 10):
             steps, values = _series(runs, metric)
             if not len(steps):
@@ -126,7 +133,7 @@ def learning_curves(groups: dict[str, list[Run]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if metric.endswith("loss"):
             ax.set_yscale("log")
-    for ax in axes[-1]:
+    for ax in axes.flat[max(len(panels) - 2, 0):len(panels)]:
         ax.set_xlabel("training step")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), frameon=False)
@@ -222,9 +229,10 @@ def plot_all(out_dir: str | Path, fmt: str = "png") -> list[Path]:
     fig_dir = Path(out_dir) / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
     paths = [learning_curves(groups, fig_dir / f"learning_curves.{fmt}"), gradient_norms(groups, fig_dir / f"grad_norms.{fmt}")]
+    metric = "test_acc" if any("test_acc" in r for run in runs for r in run.rows) else "test_loss"
     for axis in keys:
         if axis != "seed":
-            paths.append(final_vs(runs, axis, keys, "test_acc", fig_dir / f"final_test_acc_vs_{_short(axis)}.{fmt}"))
+            paths.append(final_vs(runs, axis, keys, metric, fig_dir / f"final_{metric}_vs_{_short(axis)}.{fmt}"))
     from .diagnostic_plots import plot_diagnostics
 
     return paths + plot_diagnostics(groups, Path(out_dir), fig_dir, fmt)

@@ -54,7 +54,7 @@ def plan(config_path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     datasets: dict[str, D.Dataset] = {}
     for spec in runs:
         dataset = D.load(spec.config.data)
-        C.validate_against_data(spec.config, len(dataset.y_train))
+        C.validate_against_data(spec.config, len(dataset.y_train), dataset.task)
         datasets[spec.run_id] = dataset
     out_dir = Path(out) if out is not None else Path("results") / runs[0].config.name
     for spec in runs:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .config import SurfaceConfig
-from .train import Trainer, TrainState
+from .train import Trainer, TrainState, per_example
 
 
 def filter_normalized_direction(key: jax.Array, params: Any, bn_params: str) -> Any:
@@ -52,7 +52,8 @@ def loss_surface(trainer: Trainer, state: TrainState, cfg: SurfaceConfig) -> dic
     def at(a, b):
         p = jax.tree.map(lambda w, u, v: w + a * u + b * v, state.params, d1, d2)
         loss, (logits, _) = trainer.loss(p, state.batch_stats, x, y, bn_mode=cfg.bn_stats)
-        return loss, jnp.mean(jnp.argmax(logits, -1) == y)
+        correct = per_example(logits, y, trainer.task)[1]
+        return loss, jnp.mean(correct) if correct is not None else jnp.nan
 
     if cfg.dims == 1:
         loss, acc = jax.jit(jax.vmap(lambda a: at(a, 0.0)))(coords)

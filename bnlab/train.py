@@ -46,6 +46,16 @@ def layer_norms(tree: Any) -> dict[str, jax.Array]:
     return {param_name(path): jnp.sqrt(jnp.sum(jnp.square(leaf))) for path, leaf in flat}
 
 
+def per_example(logits: jax.Array, y: jax.Array, task: str) -> tuple[jax.Array, jax.Array | None]:
+    """Loss of each example and whether it is classified correctly (None for regression).
+
+    classification: softmax cross-entropy; regression: squared error summed over outputs,
+    ||f(x) - y||^2 (the deep linear network's ||W_k...W_1 x - A x||^2)."""
+    if task == "regression":
+        return jnp.sum(jnp.square(logits - y), axis=-1), None
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y), jnp.argmax(logits, -1) == y
+
+
 class Forward(NamedTuple):
     logits: jax.Array
     batch_stats: Any  # updated running statistics in training mode, unchanged otherwise
@@ -77,8 +87,9 @@ class Trainer:
         self.dataset = dataset
         model = models.build(cfg.model, dataset.image_shape, dataset.num_classes, seed=0)
         self.graphdef, self._param_template, self._stats_template = nnx.split(model, nnx.Param, nnx.BatchStat)
+        self.task = dataset.task
         self.num_train = len(dataset.y_train)
-        self.batch_size = cfg.train.batch_size
+        self.batch_size = self.num_train if cfg.train.full_batch else cfg.train.batch_size
         self.steps_per_epoch = self.num_train // self.batch_size
         self.total_steps = total_steps(cfg, self.num_train)
         self.tx, self.lr_schedule = optim.build(cfg.optim, self.total_steps)
@@ -112,7 +123,7 @@ class Trainer:
     def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", rng=None):
         """Mean cross-entropy and (logits, updated BN statistics). bn_mode: 'batch' or 'running'."""
         out = self.apply(params, batch_stats, x, train=bn_mode == "batch", rng=rng)
-        return optax.softmax_cross_entropy_with_integer_labels(out.logits, y).mean(), (out.logits, out.batch_stats)
+        return per_example(out.logits, y, self.task)[0].mean(), (out.logits, out.batch_stats)
 
     def init(self, seed: int) -> TrainState:
         model = models.build(self.cfg.model, self.dataset.image_shape, self.dataset.num_classes, seed=seed)
@@ -158,17 +169,16 @@ class Trainer:
             )
             updates, opt_state = self.tx.update(grads, st.opt_state, st.params)
             params = optax.apply_updates(st.params, updates)
-            step_metrics = {
-                "train_loss": loss,
-                "train_acc": jnp.mean(jnp.argmax(logits, -1) == y_train[idx]),
-                "grad_norm": optax.global_norm(grads),
-                "grad_norms": layer_norms(grads),
-            }
+            step_metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads), "grad_norms": layer_norms(grads)}
+            if self.task == "classification":
+                step_metrics["train_acc"] = jnp.mean(per_example(logits, y_train[idx], self.task)[1])
             sums = jax.tree.map(jnp.add, sums, step_metrics)
             first_bad = jnp.where((first_bad < 0) & ~jnp.isfinite(loss), i, first_bad)
             return TrainState(st.step + 1, params, new_stats, opt_state, st.key), perm, sums, first_bad
 
-        zeros = {"train_loss": 0.0, "train_acc": 0.0, "grad_norm": 0.0, "grad_norms": jax.tree.map(lambda _: 0.0, layer_norms(state.params))}
+        zeros = {"train_loss": 0.0, "grad_norm": 0.0, "grad_norms": jax.tree.map(lambda _: 0.0, layer_norms(state.params))}
+        if self.task == "classification":
+            zeros["train_acc"] = 0.0
         zeros = jax.tree.map(jnp.float32, zeros)
         carry = (state, self._permutation(state.key, state.step), zeros, jnp.int32(-1))
         state, _, sums, first_bad = jax.lax.fori_loop(0, num_steps, body, carry)
@@ -215,16 +225,15 @@ class Trainer:
     def _evaluate_batches(self, params, batch_stats, xs, ys, mask):
         def one(batch):
             x, y, m = batch
-            logits = self.apply(params, batch_stats, x, train=False).logits
-            losses = optax.softmax_cross_entropy_with_integer_labels(logits, y)
-            return jnp.sum(losses * m), jnp.sum((jnp.argmax(logits, -1) == y) * m)
+            losses, correct = per_example(self.apply(params, batch_stats, x, train=False).logits, y, self.task)
+            return jnp.sum(losses * m), jnp.sum(correct * m) if correct is not None else jnp.float32(jnp.nan)
 
         loss_sums, correct = jax.lax.map(one, (xs, ys, mask))
         count = jnp.sum(mask)
         return jnp.sum(loss_sums) / count, jnp.sum(correct) / count
 
     def evaluate(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-        """Mean loss and accuracy in evaluation mode (BN uses its running statistics)."""
+        """Mean loss and accuracy (NaN for regression) in evaluation mode, with state's BN statistics."""
         n = len(y)
         if n == 0:
             return float("nan"), float("nan")
@@ -232,7 +241,7 @@ class Trainer:
         nb = -(-n // bs)
         pad = nb * bs - n
         xs = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, bs) + x.shape[1:])
-        ys = np.concatenate([y, np.zeros(pad, y.dtype)]).reshape(nb, bs)
+        ys = np.concatenate([y, np.zeros((pad,) + y.shape[1:], y.dtype)]).reshape((nb, bs) + y.shape[1:])
         mask = (np.arange(nb * bs) < n).astype(np.float32).reshape(nb, bs)
         loss, acc = self._eval(state.params, state.batch_stats, xs, ys, mask)
         return float(loss), float(acc)
