@@ -58,6 +58,7 @@ class ModelConfig:
     whiten_group_size: int = 16  # whiten: features whitened together (must divide the width)
     lp_p: float = 2.0  # lp: 1, 2 or inf
     norm_gamma_init: float = 1.0  # initial γ of every norm with a scale (Cooijmans et al. 2016 use 0.1)
+    rnn_norm_paths: str = "both"  # rnn/lstm: normalise the input-to-hidden, hidden-to-hidden or both paths
 
 
 @dataclass
@@ -333,7 +334,12 @@ def validate(cfg: Config) -> None:
     check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
 
     registered(models.MODELS, m.name)
-    registered(norms.NORMS, m.norm)
+    recurrent = m.name in models.recurrent.RECURRENT
+    registered(models.recurrent.RNN_NORMS if recurrent else norms.NORMS, m.norm)
+    if recurrent:
+        check(m.rnn_norm_paths in ("both", "input", "hidden"), f"model.rnn_norm_paths: unknown {m.rnn_norm_paths!r}; allowed: both, input, hidden")
+        check(not cfg.diagnostics.ics.enabled, "diagnostics.ics: defined for feed-forward layers (mlp, cnn, dln), not recurrent models")
+        check(t.eval_bn_stats == "running", "train.eval_bn_stats: population statistics are implemented for mlp, cnn and dln, not recurrent models")
     registered(models.ACTIVATIONS, m.activation)
     registered(models.INITIALIZERS, m.init)
     check(m.depth >= 1, f"model.depth: must be >= 1, got {m.depth}")
@@ -378,7 +384,7 @@ def validate(cfg: Config) -> None:
     check(t.log_every >= 1, f"train.log_every: must be >= 1, got {t.log_every}")
     check(t.eval_batch_size >= 1, f"train.eval_batch_size: must be >= 1, got {t.eval_batch_size}")
     check(t.eval_bn_stats in ("running", "population"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population")
-    if t.eval_bn_stats == "population" and m.norm in norms.NORMS:
+    if t.eval_bn_stats == "population" and m.norm in norms.NORMS and not recurrent:
         norm = norms.NORMS.get(m.norm)
         check(norm.population or not norm.absorbs_bias,
               f"train.eval_bn_stats: population statistics are defined for mean/variance norms "

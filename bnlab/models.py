@@ -165,3 +165,6 @@ class DeepLinear(nnx.Module):
 
 def build(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> nnx.Module:
     return MODELS.get(cfg.name)(tuple(image_shape), num_classes, cfg, rngs=nnx.Rngs(params=seed))
+
+
+from . import recurrent  # noqa: E402,F401  (registers the rnn and lstm models)

@@ -1,0 +1,101 @@
+"""Recurrent models: forward passes against manual loops, per-time-step BN, longer sequences."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from bnlab import config as C
+from bnlab import models, runner
+from bnlab.cli import main
+from bnlab.recurrent import PerStepBatchNorm
+from bnlab.results import RunDir
+
+
+def build(name, norm="none", **kw):
+    cfg = C.ModelConfig(name=name, depth=1, width=5, norm=norm, activation="tanh", **kw)
+    m = models.build(cfg, (4, 3, 1), 10, seed=0)
+    return m, nnx.to_pure_dict(nnx.state(m, nnx.Param))
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_simple_rnn_matches_a_manual_loop():
+    m, p = build("rnn")
+    x = np.random.default_rng(0).normal(size=(2, 4, 3, 1)).astype(np.float32)
+    L = {k: np.asarray(v, np.float64) for k, v in (("wx", p["hidden"][0]["x"]["kernel"]), ("wh", p["hidden"][0]["h"]["kernel"]), ("b", p["hidden"][0]["bias"]))}
+    h = np.zeros((2, 5))
+    for t in range(4):
+        h = np.tanh(x[:, t].reshape(2, 3) @ L["wx"] + h @ L["wh"] + L["b"])
+    expected = h @ np.asarray(p["head"]["kernel"]) + np.asarray(p["head"]["bias"])
+    np.testing.assert_allclose(m(jnp.asarray(x), train=False), expected, rtol=1e-4, atol=1e-5)
+    wh = L["wh"]
+    np.testing.assert_allclose(wh.T @ wh, np.eye(5), atol=1e-5)  # orthogonal recurrent init
+
+
+def test_lstm_matches_a_manual_loop():
+    m, p = build("lstm")
+    x = np.random.default_rng(1).normal(size=(2, 4, 3, 1)).astype(np.float32)
+    wx, wh = (np.asarray(p["hidden"][0][k]["kernel"], np.float64) for k in ("x", "h"))
+    b = np.asarray(p["hidden"][0]["bias"], np.float64)
+    h = c = np.zeros((2, 5))
+    for t in range(4):
+        i, f, g, o = np.split(x[:, t].reshape(2, 3) @ wx + h @ wh + b, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(c)
+    expected = h @ np.asarray(p["head"]["kernel"]) + np.asarray(p["head"]["bias"])
+    np.testing.assert_allclose(m(jnp.asarray(x), train=False), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_per_step_batchnorm_keeps_statistics_per_time_step():
+    m, p = build("rnn", norm="batch_per_step", bn_momentum=0.0, rnn_norm_paths="input")
+    x = jnp.asarray(np.random.default_rng(2).normal(size=(16, 4, 3, 1)) * 2 + 1, jnp.float32)
+    m(x, train=True)
+    stats = nnx.to_pure_dict(nnx.state(m, nnx.BatchStat))["hidden"][0]
+    assert "norm_h" not in stats  # the hidden path is not normalised
+    wx = np.asarray(p["hidden"][0]["x"]["kernel"], np.float64)
+    for t in range(4):  # momentum 0: the running values are this batch's statistics at step t
+        z = np.asarray(x[:, t], np.float64).reshape(16, 3) @ wx
+        np.testing.assert_allclose(stats["norm_x"]["mean"][t], z.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats["norm_x"]["var"][t], z.var(0), rtol=1e-4, atol=1e-5)
+    shared, _ = build("rnn", norm="batch")
+    assert nnx.to_pure_dict(nnx.state(shared, nnx.BatchStat))["hidden"][0]["norm_x"]["norm"]["mean"].shape == (5,)
+
+
+def test_longer_sequences_use_the_last_trained_steps_statistics():
+    bn = PerStepBatchNorm(2, 3, C.ModelConfig())
+    bn.mean.value = jnp.array([[0.0, 0.0], [1.0, 1.0], [5.0, -5.0]])
+    x = jnp.ones((4, 2))
+    np.testing.assert_allclose(bn(x, t=7, train=False), bn(x, t=2, train=False))
+    np.testing.assert_allclose(bn(x, t=2, train=False)[0], (1 - np.array([5.0, -5.0])) / np.sqrt(1 + 1e-5), rtol=1e-6)
+    m, _ = build("lstm", norm="batch_per_step")
+    longer = jnp.ones((3, 9, 3, 1))  # trained length is 4 rows; 9 rows still evaluate
+    assert m(longer, train=False).shape == (3, 10)
+
+
+def test_gamma_init_for_cooijmans():
+    m, p = build("lstm", norm="batch_per_step", norm_gamma_init=0.1)
+    np.testing.assert_allclose(p["hidden"][0]["norm_h"]["scale"], 0.1)
+
+
+@pytest.mark.parametrize("overrides,words", [
+    (["model.name=rnn", "model.norm=whiten"], ["model.norm", "batch_per_step"]),
+    (["model.name=mlp", "model.norm=batch_per_step"], ["model.norm", "ghost_batch"]),
+    (["model.name=rnn", "diagnostics.ics.enabled=true"], ["diagnostics.ics"]),
+    (["model.name=lstm", "model.rnn_norm_paths=gates"], ["model.rnn_norm_paths"]),
+])
+def test_recurrent_config_errors(tmp_path, capsys, overrides, words):
+    assert main(["run", "/dev/null", *overrides, "train.steps=3", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+
+
+def test_recurrent_models_train_from_config(tmp_path):
+    p = runner.plan(None, ["model.width=8", "model.activation=tanh", "train.steps=20", "train.log_every=10", "optim.name=adam",
+                           "optim.lr=0.01", "sweep.grid.model.name=[rnn,lstm]", "sweep.grid.model.norm=[batch_per_step,layer]"], tmp_path / "o")
+    assert runner.execute(p) == {"done": 4}
+    rows = RunDir(p.out_dir / "runs" / "name-lstm_norm-batch-per-step").metrics()
+    assert rows[-1]["train_loss"] < rows[0]["val_loss"]
