@@ -24,7 +24,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(spec.run_id)
         print(f"{len(p.runs)} run(s) -> {p.out_dir}")
         return 0
-    counts = runner.execute(p, progress=not args.quiet)
+    workers = None if args.workers == "auto" else int(args.workers)
+    counts = runner.execute(p, progress=not args.quiet, workers=workers)
     print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0 if "failed" not in counts else 1
 
@@ -55,6 +56,12 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _workers(value: str) -> str:
+    if value != "auto" and not (value.isdigit() and int(value) >= 1):
+        raise argparse.ArgumentTypeError(f"expected a positive count or 'auto', got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnlab", description="Test the claims about Batch Normalization with real training runs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,list}")
@@ -65,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default: results/<name>)")
     run.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--workers", default="auto", type=_workers, metavar="N|auto",
+                     help="local worker processes, each held to one core (default auto: one per core on a CPU, 1 on an accelerator)")
     run.set_defaults(func=_cmd_run)
 
     plot = sub.add_parser("plot", help="rebuild figures from saved results", description="Draw figures from a results folder into DIR/figures. Reads saved results only; never trains.")

@@ -52,7 +52,7 @@ class _TrainMeans:
 
     def pop(self) -> dict[str, float]:
         out = {k: v / self.steps for k, v in self.sums.items()}
-        out["steps_per_sec"] = self.steps / max(self.seconds, 1e-9)  # the first chunk includes compiling
+        out["steps_per_sec"] = self.steps / max(self.seconds, 1e-9)
         self.sums, self.steps, self.seconds = {}, 0, 0.0
         return out
 
@@ -95,6 +95,7 @@ def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False)
         bar = tqdm(total=total, initial=step, desc=rd.run_id, unit="step", leave=False, dynamic_ncols=True)
     try:
         started = time.perf_counter() - wall_offset
+        compile_seconds = trainer.compile(state)  # before any chunk, so steps_per_sec excludes it
         for event in events:
             if event == step and step > 0:
                 continue  # resumed exactly here: this row was written before the checkpoint
@@ -132,7 +133,7 @@ def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False)
             from .surface import loss_surface, to_json
 
             atomic_write(rd.path / "surface.json", to_json(loss_surface(trainer, state, cfg.diagnostics.surface)))
-        rd.set_status("done", step=step, total_steps=total, wall_time=time.perf_counter() - started)
+        rd.set_status("done", step=step, total_steps=total, wall_time=time.perf_counter() - started, compile_time=compile_seconds)
         return "done"
     finally:
         if bar is not None:

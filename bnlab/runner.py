@@ -7,6 +7,7 @@ as failed with its error and the sweep goes on; a non-finite loss is recorded as
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from dataclasses import dataclass
@@ -44,7 +45,8 @@ class Plan:
 
     out_dir: Path
     runs: list[S.RunSpec]
-    datasets: dict[str, D.Dataset]  # data.name -> prepared dataset, per distinct data config
+    datasets: dict[str, D.Dataset]  # run id -> its prepared dataset (runs with one data config share it)
+    args: tuple  # (config_path, overrides, out): how worker processes re-plan the same sweep
 
 
 def plan(config_path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None) -> Plan:
@@ -59,7 +61,7 @@ def plan(config_path: str | Path | None, overrides: list[str] | tuple[str, ...] 
     out_dir = Path(out) if out is not None else Path("results") / runs[0].config.name
     for spec in runs:
         _check_same_config(RunDir(out_dir / "runs" / spec.run_id), spec.config)
-    return Plan(out_dir, runs, datasets)
+    return Plan(out_dir, runs, datasets, (config_path, tuple(overrides), out_dir))
 
 
 def _check_same_config(rd: RunDir, cfg: C.Config) -> None:
@@ -76,29 +78,75 @@ def _check_same_config(rd: RunDir, cfg: C.Config) -> None:
         )
 
 
-def execute(p: Plan, progress: bool = False) -> dict[str, int]:
-    """Train every unfinished run of a plan; returns how many runs ended in each status."""
+def default_workers(pending: int) -> int:
+    """One single-threaded worker per core on a CPU backend (one small run keeps a core busy);
+    one process on an accelerator."""
+    import jax
+
+    if jax.default_backend() != "cpu" or pending < 2:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(cores, pending))
+
+
+@contextlib.contextmanager
+def _exclusive(out_dir: Path):
+    """One `bnlab run` per results folder at a time (an advisory lock, released even on SIGKILL)."""
+    import fcntl
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "sweep.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"{out_dir}: another `bnlab run` is writing here; wait for it or use another --out") from None
+        yield
+
+
+def execute(p: Plan, progress: bool = False, workers: int | None = 1) -> dict[str, int]:
+    """Train every unfinished run of a plan, in this process or in `workers` worker processes
+    (None: `default_workers`, what `bnlab run` uses); returns how many runs ended in each status,
+    runs finished by earlier invocations included."""
+    with _exclusive(p.out_dir):
+        return _execute(p, progress, workers)
+
+
+def _execute(p: Plan, progress: bool, workers: int | None) -> dict[str, int]:
     enable_compilation_cache()
+    todo = [s for s in p.runs if RunDir(p.out_dir / "runs" / s.run_id).status()["status"] not in ("done", "diverged")]
     counts: dict[str, int] = {}
+    for s in p.runs:
+        if s not in todo:
+            status = RunDir(p.out_dir / "runs" / s.run_id).status()["status"]
+            counts[status] = counts.get(status, 0) + 1
+    workers = default_workers(len(todo)) if workers is None else max(1, min(workers, len(todo) or 1))
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(p.runs), desc=f"sweep {p.out_dir}", unit="run", dynamic_ncols=True)
+        bar = tqdm(total=len(p.runs), initial=len(p.runs) - len(todo), desc=f"sweep {p.out_dir} ({workers} worker{'s' * (workers > 1)})", unit="run", dynamic_ncols=True)
+
+    def done(run_id: str, status: str) -> None:
+        write_summary(p.out_dir, p.runs, flat_config)
+        if bar is not None:
+            bar.update(1)
+
     try:
-        for spec in p.runs:
-            rd = RunDir(p.out_dir / "runs" / spec.run_id)
-            status = rd.status()["status"]
-            if status not in ("done", "diverged"):
+        if workers > 1:
+            from .parallel import run_parallel
+
+            for status, n in run_parallel(p.args, p.out_dir, [s.run_id for s in todo], workers, done).items():
+                counts[status] = counts.get(status, 0) + n
+        else:
+            for spec in todo:
+                rd = RunDir(p.out_dir / "runs" / spec.run_id)
                 try:
                     status = run_one(spec.config, p.datasets[spec.run_id], rd, progress=progress)
                 except Exception as err:  # recorded; the sweep goes on
                     rd.set_status("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
                     status = "failed"
-                write_summary(p.out_dir, p.runs, flat_config)
-            counts[status] = counts.get(status, 0) + 1
-            if bar is not None:
-                bar.update(1)
+                counts[status] = counts.get(status, 0) + 1
+                done(spec.run_id, status)
         write_summary(p.out_dir, p.runs, flat_config)
     finally:
         if bar is not None:

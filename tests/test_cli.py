@@ -107,3 +107,66 @@ def test_sweep_killed_with_sigkill_resumes_without_redoing_finished_runs(tmp_pat
     assert all(row["status"] == "done" and row["step"] == "3000" for row in summary(out))
     for rid, stamp in stamps.items():  # finished runs were not redone
         assert (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns == stamp
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.append(int(stat))
+    return out
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_results_and_survive_a_killed_worker(tmp_path):
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(textwrap.dedent(
+        """
+        model: {width: 32, depth: 2, norm: batch}
+        train: {steps: 1500, log_every: 100, batch_size: 32}
+        sweep: {grid: {seed: [0, 1, 2, 3]}}
+        """
+    ))
+    ref = tmp_path / "ref"
+    assert sh("run", str(cfg), "--out", str(ref), "--quiet", "--workers", "1").returncode == 0
+    out = tmp_path / "out"
+    proc = subprocess.Popen(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--workers", "2"), cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 120
+    while time.time() < deadline and killed is None:  # kill one worker while it trains a run
+        running = [p for p in (out / "runs").glob("*/status.json") if '"running"' in p.read_text()] if (out / "runs").exists() else []
+        kids = [k for k in _children(proc.pid) if "resource_tracker" not in open(f"/proc/{k}/cmdline").read()]
+        if running and len(kids) >= 2:
+            killed = kids[0]
+            os.kill(killed, signal.SIGKILL)
+        time.sleep(0.05)
+    stdout, stderr = proc.communicate(timeout=240)
+    assert killed is not None
+    assert proc.returncode == 1, stderr  # a failed run makes the command fail
+    statuses = {r["run_id"]: r["status"] for r in summary(out)}
+    assert list(statuses.values()).count("failed") == 1 and list(statuses.values()).count("done") == 3
+    failed = next(rid for rid, s in statuses.items() if s == "failed")
+    assert "worker process died" in (out / "runs" / failed / "status.json").read_text()
+    r = sh("run", str(cfg), "--out", str(out), "--quiet", "--workers", "2")  # the rerun retries it
+    assert r.returncode == 0, r.stderr
+    got = {row["run_id"]: row["test_loss"] for row in summary(out)}
+    want = {row["run_id"]: row["test_loss"] for row in summary(ref)}
+    for rid in want:  # single-threaded workers compute the same numbers (to float reassociation)
+        assert float(got[rid]) == pytest.approx(float(want[rid]), rel=1e-4)
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "o"
+    out.mkdir()
+    with open(out / "sweep.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        r = sh("run", "configs/quickstart.yaml", "--out", str(out), "--quiet")
+    assert r.returncode == 2 and "another `bnlab run`" in r.stderr
