@@ -25,7 +25,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"{len(p.runs)} run(s) -> {p.out_dir}")
         return 0
     workers = None if args.workers == "auto" else int(args.workers)
-    counts = runner.execute(p, progress=not args.quiet, workers=workers)
+    vectorize = {"auto": None, "on": True, "off": False}[args.vectorize]
+    counts = runner.execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize)
     print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0 if "failed" not in counts else 1
 
@@ -74,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--workers", default="auto", type=_workers, metavar="N|auto",
                      help="local worker processes, each held to one core (default auto: one per core on a CPU, 1 on an accelerator)")
+    run.add_argument("--vectorize", default="auto", choices=["auto", "on", "off"],
+                     help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
+                          "(default auto: on for an accelerator, off on a CPU, where it is slower)")
     run.set_defaults(func=_cmd_run)
 
     plot = sub.add_parser("plot", help="rebuild figures from saved results", description="Draw figures from a results folder into DIR/figures. Reads saved results only; never trains.")

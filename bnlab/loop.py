@@ -1,5 +1,5 @@
-"""The host loop of one run: compiled chunks up to each event step, then logging, scheduled
-diagnostics and checkpoints; status and metrics into the run folder.
+"""The host loop of a run (or of a vectorised group of runs): compiled chunks up to each event
+step, then logging, scheduled diagnostics and checkpoints; status and metrics into the run folders.
 
 Event steps are the log steps (every train.log_every, and the last step) and the steps of every
 enabled diagnostic's schedule. A metrics row is written at each event step: log steps carry the
@@ -57,86 +57,183 @@ class _TrainMeans:
         return out
 
 
-def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False) -> str:
-    """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final status."""
-    from . import diagnostics
+class _Run:
+    """One run's side of the loop: its folder, checkpoints, diagnostics, training means, status."""
+
+    def __init__(self, cfg: C.Config, dataset: Dataset, rd: RunDir, shared):
+        from . import diagnostics, optim
+        from .train import get_trainer
+
+        self.cfg, self.rd = cfg, rd
+        self.total = shared.total_steps
+        self.lr = optim.schedule(cfg.optim, self.total)
+        enabled = [n for n in diagnostics.DIAGNOSTICS.names() if getattr(cfg.diagnostics, n).enabled]
+        # diagnostics may depend on this run's optimiser numbers, so they use the run's own trainer
+        self.trainer = get_trainer(cfg, dataset) if enabled or cfg.diagnostics.surface.enabled else shared
+        self.diags = self.trainer.diagnostics(cfg, lambda: diagnostics.enabled(cfg, self.trainer))
+        self.diag_steps = [d.steps(self.total) for d in self.diags]
+        self.means = _TrainMeans()
+        self.status = "running"
+        self.ckpt = None
+        if cfg.train.checkpoint_every > 0:
+            from .checkpoint import Checkpoints
+
+            self.ckpt = Checkpoints(rd.checkpoint_dir)
+
+    def open(self, state):
+        """The state to start from (restored from the latest checkpoint, if any); metrics logged
+        after it are dropped, since they will be redone."""
+        self.rd.path.mkdir(parents=True, exist_ok=True)
+        if not self.rd.config_path.exists():
+            atomic_write(self.rd.config_path, C.to_yaml(self.cfg))
+        self.wall_offset = 0.0
+        if self.ckpt is not None and self.ckpt.latest_step() is not None:
+            state = self.ckpt.restore(state)
+            kept = self.rd.keep_metrics_through(int(state.step))
+            self.wall_offset = kept[-1].get("wall_time", 0.0) if kept else 0.0
+        else:
+            self.rd.keep_metrics_through(-1)
+        self.rd.set_status("running", step=int(state.step), total_steps=self.total)
+        return state
+
+    def diverge(self, step: int, steps_per_epoch: int) -> None:
+        self.rd.append_metrics({"step": step, "epoch": step / steps_per_epoch, "train_loss": float("nan")})
+        self.rd.set_status("diverged", step=step, diverged_step=step, total_steps=self.total)
+        self.status = "diverged"
+
+    def write_row(self, event: int, state, summary, log_step: bool, wall: float) -> dict[str, Any]:
+        row: dict[str, Any] = {"step": event, "epoch": event / self.trainer.steps_per_epoch}
+        if log_step:
+            if event > 0:
+                row.update(self.means.pop())
+                row.update({f"param_norm/{k}": v for k, v in summary["param_norms"].items()})
+            row.update(_evaluation(self.trainer, state, self.cfg.train.eval_bn_stats))
+            row["lr"] = float(self.lr(max(event - 1, 0)))
+        for d, steps in zip(self.diags, self.diag_steps):
+            if event in steps:
+                row.update(d.measure(state))
+        row["wall_time"] = wall + self.wall_offset
+        self.rd.append_metrics(row)
+        if self.ckpt is not None and log_step and event > 0 and (event % self.cfg.train.checkpoint_every == 0 or event == self.total):
+            self.ckpt.save(state)
+        self.rd.set_status("running", step=event, total_steps=self.total)
+        return row
+
+    def finish(self, state, wall: float, compile_seconds: float) -> None:
+        if self.cfg.diagnostics.surface.enabled:
+            from .surface import loss_surface, to_json
+
+            atomic_write(self.rd.path / "surface.json", to_json(loss_surface(self.trainer, state, self.cfg.diagnostics.surface)))
+        self.rd.set_status("done", step=self.total, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds)
+        self.status = "done"
+
+    def close(self) -> None:
+        if self.ckpt is not None:
+            self.ckpt.close()
+
+
+class _GroupChunk:
+    """Compiled chunks for K runs at once: vmap over stacked states and the optimiser numbers
+    that differ between the runs (traced, so the K runs share one program)."""
+
+    def __init__(self, trainer, cfgs: list[C.Config]):
+        import jax.numpy as jnp
+
+        from .train import OPTIMIZER_NUMBERS
+
+        varying = [k for k in OPTIMIZER_NUMBERS if len({getattr(c.optim, k) for c in cfgs}) > 1]
+        self.trainer = trainer
+        self.numbers = {k: jnp.asarray([getattr(c.optim, k) for c in cfgs], jnp.float32) for k in varying}
+        self._fn = jax.jit(jax.vmap(trainer._train_chunk, in_axes=(0, None, None, None, 0)), donate_argnums=0)
+        self._compiled = None
+
+    def compile(self, state) -> float:
+        if self._compiled is not None:
+            return 0.0
+        import jax.numpy as jnp
+
+        t0 = time.perf_counter()
+        self._compiled = self._fn.lower(state, self.trainer.x_train, self.trainer.y_train, jnp.int32(1), self.numbers).compile()
+        return time.perf_counter() - t0
+
+    def __call__(self, state, num_steps: int):
+        import jax.numpy as jnp
+
+        self.compile(state)
+        return self._compiled(state, self.trainer.x_train, self.trainer.y_train, jnp.int32(num_steps), self.numbers)
+
+
+def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progress: bool = False) -> list[str]:
+    """Train runs that differ only in VECTOR_KEYS numbers (and start at the same step) together:
+    one vmapped program when there are several, the ordinary compiled chunks for one. Each run is
+    written to its own folder exactly as if it had been trained alone. Returns the final statuses."""
     from .train import get_trainer
 
-    trainer = get_trainer(cfg, dataset)
-    diags = trainer.diagnostics(cfg, lambda: diagnostics.enabled(cfg, trainer))
-    total = trainer.total_steps
-    rd.path.mkdir(parents=True, exist_ok=True)
-    if not rd.config_path.exists():
-        atomic_write(rd.config_path, C.to_yaml(cfg))
-
-    state = trainer.init(cfg.seed)
-    ckpt, wall_offset = None, 0.0
-    if cfg.train.checkpoint_every > 0:
-        from .checkpoint import Checkpoints
-
-        ckpt = Checkpoints(rd.checkpoint_dir)
-    if ckpt is not None and ckpt.latest_step() is not None:
-        state = ckpt.restore(state)
-        kept = rd.keep_metrics_through(int(state.step))
-        wall_offset = kept[-1].get("wall_time", 0.0) if kept else 0.0
+    shared = get_trainer(cfgs[0], dataset)
+    runs = [_Run(cfg, dataset, rd, shared) for cfg, rd in zip(cfgs, rds)]
+    states = [run.open(shared.init(cfg.seed, cfg.model)) for run, cfg in zip(runs, cfgs)]
+    step = int(states[0].step)
+    if any(int(s.step) != step for s in states):
+        raise ValueError("run_group: the runs of a group must start at the same step")
+    vectorized = len(runs) > 1
+    if vectorized:
+        engine = _GroupChunk(shared, cfgs)
+        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)
+        pick = lambda tree, k: jax.tree.map(lambda a: a[k], tree)  # noqa: E731
     else:
-        rd.keep_metrics_through(-1)  # a restart without a checkpoint redoes everything
-    step = int(state.step)
-    rd.set_status("running", step=step, total_steps=total)
-
-    log_steps = set(range(cfg.train.log_every, total, cfg.train.log_every)) | {total}
-    diag_steps = [d.steps(total) for d in diags]
-    events = sorted(s for s in log_steps.union(*diag_steps, {0}) if s >= step)
-    means = _TrainMeans()
+        engine, state = shared, states[0]
+        pick = lambda tree, k: tree  # noqa: E731
+    total = shared.total_steps
+    log_steps = set(range(cfgs[0].train.log_every, total, cfgs[0].train.log_every)) | {total}
+    events = sorted(s for s in log_steps.union(*runs[0].diag_steps, {0}) if s >= step)
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, initial=step, desc=rd.run_id, unit="step", leave=False, dynamic_ncols=True)
+        label = rds[0].run_id if len(rds) == 1 else f"{rds[0].run_id} +{len(rds) - 1} vectorised"
+        bar = tqdm(total=total, initial=step, desc=label, unit="step", leave=False, dynamic_ncols=True)
     try:
-        started = time.perf_counter() - wall_offset
-        compile_seconds = trainer.compile(state)  # before any chunk, so steps_per_sec excludes it
+        started = time.perf_counter()
+        compile_seconds = engine.compile(state)  # before any chunk, so steps_per_sec excludes it
+        summary = None
         for event in events:
             if event == step and step > 0:
                 continue  # resumed exactly here: this row was written before the checkpoint
-            row: dict[str, Any] = {"step": event, "epoch": event / trainer.steps_per_epoch}
             if event > step:
                 t0 = time.perf_counter()
-                state, summary = trainer.train_chunk(state, event - step)
+                state, summary = (engine(state, event - step) if vectorized else engine.train_chunk(state, event - step))
                 summary = jax.device_get(summary)
-                if int(summary["first_nonfinite"]) >= 0:
-                    diverged_at = step + int(summary["first_nonfinite"])
-                    rd.append_metrics({"step": diverged_at, "epoch": diverged_at / trainer.steps_per_epoch, "train_loss": float("nan")})
-                    rd.set_status("diverged", step=diverged_at, diverged_step=diverged_at, total_steps=total)
-                    return "diverged"
-                means.add(summary, event - step, time.perf_counter() - t0)
+                seconds = time.perf_counter() - t0
+                for k, run in enumerate(runs):
+                    if run.status != "running":
+                        continue
+                    bad = int(pick(summary, k)["first_nonfinite"])
+                    if bad >= 0:  # a diverged run of a group keeps computing NaNs; nothing more is written
+                        run.diverge(step + bad, shared.steps_per_epoch)
+                    else:
+                        run.means.add(pick(summary, k), event - step, seconds)
                 if bar is not None:
                     bar.update(event - step)
                 step = event
-            if event in log_steps or event == 0:
-                if event > 0:
-                    row.update(means.pop())
-                    row.update({f"param_norm/{k}": v for k, v in summary["param_norms"].items()})
-                row.update(_evaluation(trainer, state, cfg.train.eval_bn_stats))
-                row["lr"] = float(trainer.lr_schedule(max(event - 1, 0)))
-            for d, steps in zip(diags, diag_steps):
-                if event in steps:
-                    row.update(d.measure(state))
-            row["wall_time"] = time.perf_counter() - started
-            rd.append_metrics(row)
-            if ckpt is not None and event in log_steps and (event % cfg.train.checkpoint_every == 0 or event == total):
-                ckpt.save(state)
-            rd.set_status("running", step=step, total_steps=total)
-            if bar is not None and "test_loss" in row:
-                bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3g}", test_loss=f"{row['test_loss']:.3g}")
-        if cfg.diagnostics.surface.enabled:
-            from .surface import loss_surface, to_json
-
-            atomic_write(rd.path / "surface.json", to_json(loss_surface(trainer, state, cfg.diagnostics.surface)))
-        rd.set_status("done", step=step, total_steps=total, wall_time=time.perf_counter() - started, compile_time=compile_seconds)
-        return "done"
+            for k, run in enumerate(runs):
+                if run.status == "running":
+                    row = run.write_row(event, pick(state, k), pick(summary, k) if summary is not None else None,
+                                        event in log_steps or event == 0, time.perf_counter() - started)
+                    if bar is not None and k == 0 and "test_loss" in row:
+                        bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3g}", test_loss=f"{row['test_loss']:.3g}")
+            if all(run.status != "running" for run in runs):
+                break
+        for k, run in enumerate(runs):
+            if run.status == "running":
+                run.finish(pick(state, k), time.perf_counter() - started, compile_seconds)
+        return [run.status for run in runs]
     finally:
         if bar is not None:
             bar.close()
-        if ckpt is not None:
-            ckpt.close()
+        for run in runs:
+            run.close()
+
+
+def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False) -> str:
+    """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final status."""
+    return run_group([cfg], dataset, [rd], progress)[0]

@@ -23,7 +23,7 @@ def kernels_only(params):
 
 def l2(cfg: OptimConfig) -> optax.GradientTransformation:
     """Coupled weight decay (wd * w added to the gradient), kernels only; nothing when wd is 0."""
-    if cfg.weight_decay == 0:
+    if isinstance(cfg.weight_decay, (int, float)) and cfg.weight_decay == 0:  # (a traced value is never skipped)
         return optax.identity()
     return optax.add_decayed_weights(cfg.weight_decay, mask=kernels_only)
 

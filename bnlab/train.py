@@ -127,8 +127,9 @@ class Trainer:
         out = self.apply(params, batch_stats, x, train=bn_mode == "batch", rng=rng)
         return per_example(out.logits, y, self.task)[0].mean(), (out.logits, out.batch_stats)
 
-    def init(self, seed: int) -> TrainState:
-        model = models.build(self.cfg.model, self.dataset.image_shape, self.dataset.num_classes, seed=seed)
+    def init(self, seed: int, model_cfg=None) -> TrainState:
+        """Initial state; `model_cfg` may differ from the trainer's in init numbers only (vmapped groups)."""
+        model = models.build(model_cfg or self.cfg.model, self.dataset.image_shape, self.dataset.num_classes, seed=seed)
         _, params, stats = nnx.split(model, nnx.Param, nnx.BatchStat)
         params, stats = nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
         return TrainState(jnp.int32(0), params, stats, self.tx.init(params), jax.random.PRNGKey(seed))
@@ -158,8 +159,15 @@ class Trainer:
         return jax.random.fold_in(jax.random.fold_in(state.key, 2), step)
 
     # -- training ---------------------------------------------------------------------------------
-    def _train_chunk(self, state: TrainState, x_train, y_train, num_steps):
-        """`num_steps` (a traced count, so any chunk length shares one compilation) SGD steps."""
+    def tx_with(self, numbers: dict[str, Any]) -> optax.GradientTransformation:
+        """This trainer's optimiser with some optimiser numbers replaced (traced values, for
+        training a group of runs that differ only in them under vmap)."""
+        return optim.build(dataclasses.replace(self.cfg.optim, **numbers), self.total_steps)[0]
+
+    def _train_chunk(self, state: TrainState, x_train, y_train, num_steps, numbers=None):
+        """`num_steps` (a traced count, so any chunk length shares one compilation) SGD steps, with
+        this trainer's optimiser or, given `numbers`, `tx_with(numbers)`."""
+        tx = self.tx if numbers is None else self.tx_with(numbers)
 
         def body(i, carry):
             st, perm, sums, first_bad = carry
@@ -169,7 +177,7 @@ class Trainer:
             (loss, (logits, new_stats)), grads = grad_fn(
                 st.params, st.batch_stats, x_train[idx], y_train[idx], bn_mode="batch", rng=self.step_rng(st, st.step)
             )
-            updates, opt_state = self.tx.update(grads, st.opt_state, st.params)
+            updates, opt_state = tx.update(grads, st.opt_state, st.params)
             params = optax.apply_updates(st.params, updates)
             step_metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads), "grad_norms": layer_norms(grads)}
             if self.task == "classification":
@@ -257,6 +265,27 @@ class Trainer:
         mask = (np.arange(nb * bs) < n).astype(np.float32).reshape(nb, bs)
         loss, acc = self._eval(state.params, state.batch_stats, xs, ys, mask)
         return float(loss), float(acc)
+
+
+# Config numbers that change neither the program nor the shapes: runs differing only in these can be
+# trained together under vmap. Seed and init numbers only enter through the initial state; the
+# optimiser numbers are passed to the compiled program as traced values.
+OPTIMIZER_NUMBERS = ("lr", "momentum", "b1", "b2", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "final_lr_fraction", "decay_factor")
+VECTOR_KEYS = ("seed", "model.init_scale", "model.init_std") + tuple(f"optim.{k}" for k in OPTIMIZER_NUMBERS)
+
+
+def group_key(cfg: Config) -> str:
+    """Equal for runs that can share one vmapped program: the config without the numbers in
+    VECTOR_KEYS (except whether an optional one is set, and whether weight decay is on)."""
+    d = dataclasses.asdict(cfg)
+    for key in VECTOR_KEYS:
+        section, _, name = key.rpartition(".")
+        holder = d[section] if section else d
+        value = holder[name]
+        holder[name] = "unset" if value is None else ("zero" if name == "weight_decay" and value == 0 else "number")
+    d.pop("name"), d.pop("sweep")
+    d["train"].pop("checkpoint_every")
+    return json.dumps(d, sort_keys=True)
 
 
 def _trainer_key(cfg: Config, dataset: Dataset) -> str:
