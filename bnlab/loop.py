@@ -139,12 +139,15 @@ class _GroupChunk:
     def __init__(self, trainer, cfgs: list[C.Config]):
         import jax.numpy as jnp
 
-        from .train import OPTIMIZER_NUMBERS
+        from .train import OPTIMIZER_NUMBERS, TrainState
 
         varying = [k for k in OPTIMIZER_NUMBERS if len({getattr(c.optim, k) for c in cfgs}) > 1]
         self.trainer = trainer
         self.numbers = {k: jnp.asarray([getattr(c.optim, k) for c in cfgs], jnp.float32) for k in varying}
-        self._fn = jax.jit(jax.vmap(trainer._train_chunk, in_axes=(0, None, None, None, 0)), donate_argnums=0)
+        # the step counter is shared, not batched: the runs advance in lockstep, and an unbatched
+        # step keeps the epoch's `lax.cond` a real branch instead of computing a permutation per step
+        axes = TrainState(step=None, params=0, batch_stats=0, opt_state=0, key=0)
+        self._fn = jax.jit(jax.vmap(trainer._train_chunk, in_axes=(axes, None, None, None, 0), out_axes=(axes, 0)), donate_argnums=0)
         self._compiled = None
 
     def compile(self, state) -> float:
@@ -178,8 +181,12 @@ def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progres
     vectorized = len(runs) > 1
     if vectorized:
         engine = _GroupChunk(shared, cfgs)
-        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)
-        pick = lambda tree, k: jax.tree.map(lambda a: a[k], tree)  # noqa: E731
+        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)._replace(step=states[0].step)
+
+        def pick(tree, k):
+            if hasattr(tree, "_replace"):  # a TrainState: its step is shared
+                return jax.tree.map(lambda a: a[k], tree._replace(step=None))._replace(step=tree.step)
+            return jax.tree.map(lambda a: a[k], tree)
     else:
         engine, state = shared, states[0]
         pick = lambda tree, k: tree  # noqa: E731
