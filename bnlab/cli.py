@@ -26,7 +26,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     workers = None if args.workers == "auto" else int(args.workers)
     vectorize = {"auto": None, "on": True, "off": False}[args.vectorize]
-    counts = runner.execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize)
+    executor = runner.Executor(args.executor, args.address, args.retries)
+    counts = runner.execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize, executor=executor)
     print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0 if "failed" not in counts else 1
 
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--vectorize", default="auto", choices=["auto", "on", "off"],
                      help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
                           "(default auto: on for an accelerator, off on a CPU, where it is slower)")
+    run.add_argument("--executor", default="local", choices=["local", "ray"], help="run here (default) or as Ray tasks")
+    run.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.5:6379 (default: start a local Ray)")
+    run.add_argument("--retries", type=int, default=2, help="Ray: re-executions of a task whose worker died (default 2)")
     run.set_defaults(func=_cmd_run)
 
     plot = sub.add_parser("plot", help="rebuild figures from saved results", description="Draw figures from a results folder into DIR/figures. Reads saved results only; never trains.")

@@ -125,15 +125,31 @@ def vector_groups(p: Plan, todo: list[S.RunSpec]) -> list[list[S.RunSpec]]:
     return list(groups.values())
 
 
-def execute(p: Plan, progress: bool = False, workers: int | None = 1, vectorize: bool | None = False) -> dict[str, int]:
+@dataclass
+class Executor:
+    """Where runs execute: here (local, optionally in worker processes or vmapped groups) or on Ray."""
+
+    kind: str = "local"  # local | ray
+    address: str | None = None  # ray: cluster address (None: start a local Ray)
+    retries: int = 2  # ray: re-executions of a task whose worker process died
+
+
+def execute(p: Plan, progress: bool = False, workers: int | None = 1, vectorize: bool | None = False,
+            executor: Executor | None = None) -> dict[str, int]:
     """Train every unfinished run of a plan: in this process, in `workers` worker processes, or
     (`vectorize`) as vmapped groups in this process. None picks the default for the backend, as
     `bnlab run` does. Returns how many runs ended in each status, earlier finished runs included."""
+    executor = executor or Executor()
+    if executor.kind == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise ConfigError("--executor ray: Ray is not installed; pip install 'bnlab[ray]'") from None
     with _exclusive(p.out_dir):
-        return _execute(p, progress, workers, vectorize)
+        return _execute(p, progress, workers, vectorize, executor)
 
 
-def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | None) -> dict[str, int]:
+def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | None, executor: Executor) -> dict[str, int]:
     enable_compilation_cache()
     todo = [s for s in p.runs if RunDir(p.out_dir / "runs" / s.run_id).status()["status"] not in ("done", "diverged")]
     counts: dict[str, int] = {}
@@ -142,7 +158,7 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
             status = RunDir(p.out_dir / "runs" / s.run_id).status()["status"]
             counts[status] = counts.get(status, 0) + 1
     vectorize = default_vectorize() if vectorize is None else vectorize
-    if vectorize:
+    if vectorize or executor.kind == "ray":
         workers = 1
     workers = default_workers(len(todo)) if workers is None else max(1, min(workers, len(todo) or 1))
     bar = None
@@ -157,7 +173,12 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
             bar.update(1)
 
     try:
-        if workers > 1:
+        if executor.kind == "ray":
+            from .ray_executor import run_on_ray
+
+            for status, n in run_on_ray(p.out_dir, todo, executor.address, executor.retries, done).items():
+                counts[status] = counts.get(status, 0) + n
+        elif workers > 1:
             from .parallel import run_parallel
 
             for status, n in run_parallel(p.args, p.out_dir, [s.run_id for s in todo], workers, done).items():

@@ -1,0 +1,87 @@
+"""Run a sweep's runs as Ray tasks on an existing Ray cluster (`--address`) or a local one.
+
+Each run is one task (1 CPU, XLA limited to one thread) that trains into the same run folder as
+a local run would, so resume, summaries and plots work unchanged. The results folder and any data
+paths must be visible at the same paths on every node (a shared filesystem), and tasks run in
+the submitting process's working directory, so relative paths in configs mean the same thing.
+Without `--address` a local single-node Ray is started on loopback. Connecting to a cluster uses
+Ray's own configuration (e.g. RAY_AUTH_MODE / RAY_AUTH_TOKEN when the cluster requires a token).
+
+Failure handling: an exception inside a run is recorded in its status as `failed` (as locally); a
+task whose worker process dies is retried by Ray up to `retries` times (the retry resumes from the
+run's checkpoint, or restarts it), and after that the run is recorded as failed. Finished runs are
+never touched again, so nothing finished is lost when a worker, or the whole sweep, is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import traceback
+import warnings
+from pathlib import Path
+
+
+def _task(cwd: str, out_dir: str, run_id: str, cfg) -> str:
+    os.chdir(cwd)
+    from . import data, runner
+    from .loop import run_one
+    from .results import RunDir
+
+    runner.enable_compilation_cache()
+    rd = RunDir(Path(out_dir) / "runs" / run_id)
+    try:
+        return run_one(cfg, data.load(cfg.data), rd)
+    except Exception as err:
+        rd.set_status("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+        return "failed"
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's long connection retries, when nothing listens at host:port."""
+    import socket
+
+    from .errors import ConfigError
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # "auto", ray:// client addresses: left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
+
+
+def run_on_ray(out_dir: Path, specs: list, address: str | None, retries: int, on_done) -> dict[str, int]:
+    import ray
+
+    from .errors import ConfigError
+    from .results import RunDir
+
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")  # Ray starts its helpers by fork+exec
+    if address is None:  # a local Ray is a single node: keep all of its traffic on loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    else:
+        _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
+    try:
+        threads = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        task = ray.remote(num_cpus=1, max_retries=retries, runtime_env={"env_vars": {"XLA_FLAGS": threads}})(_task)
+        cwd, out = os.getcwd(), str(Path(out_dir).resolve())
+        pending = {task.remote(cwd, out, spec.run_id, spec.config): spec.run_id for spec in specs}
+        counts: dict[str, int] = {}
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            rid = pending.pop(ready[0])
+            try:
+                status = ray.get(ready[0])
+            except ray.exceptions.RayError as err:  # the worker died more often than it was retried
+                status = "failed"
+                RunDir(Path(out) / "runs" / rid).set_status("failed", error=f"Ray task failed after {retries} retries: {type(err).__name__}")
+            counts[status] = counts.get(status, 0) + 1
+            on_done(rid, status)
+        return counts
+    finally:
+        ray.shutdown()
