@@ -12,12 +12,10 @@ at its default schedule, divided by the same run without diagnostics (both after
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import jax
+from timing import median_seconds
 
 from bnlab import config as C
 from bnlab import data, diagnostics, runner
@@ -26,17 +24,6 @@ from bnlab.results import RunDir
 from bnlab.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def timed(fn, repeats: int) -> float:
-    """Median seconds of fn() (its results are fetched to the host, as the run loop does)."""
-    jax.block_until_ready(fn())  # compile
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def probe_costs(repeats: int) -> None:
@@ -54,16 +41,16 @@ def probe_costs(repeats: int) -> None:
         holder["s"], summary = trainer.train_chunk(holder["s"], chunk)
         return summary
 
-    step = timed(train, max(3, repeats // 4)) / chunk
+    step = median_seconds(train, max(3, repeats // 4)) / chunk
     diags = {type(d).__name__: d for d in diagnostics.enabled(cfg, trainer)}
     state = holder["s"]
     rows = [("one training step", step)]
     for label, d in (("activation statistics", diags["Activations"]), ("landscape probe (5 step sizes)", diags["Landscape"]),
                      ("ICS (all layers)", diags["InternalCovariateShift"]), ("Hessian top eigenvalue (20 Lanczos steps)", diags["Hessian"])):
-        rows.append((label, timed(lambda: d.measure(state), repeats)))
+        rows.append((label, median_seconds(lambda: d.measure(state), repeats)))
     cfg.diagnostics.hessian.trace_probes, cfg.diagnostics.hessian.iterations = 10, 1
     trace = diagnostics.Hessian(cfg, trainer)
-    rows.append(("Hessian trace (10 Hutchinson probes) + 1 Lanczos step", timed(lambda: trace.measure(state), repeats)))
+    rows.append(("Hessian trace (10 Hutchinson probes) + 1 Lanczos step", median_seconds(lambda: trace.measure(state), repeats)))
     print(f"{'measurement (quickstart net, BN, batch 60)':<55} {'median ms':>10} {'x one step':>11}")
     for label, seconds in rows:
         print(f"{label:<55} {seconds * 1e3:10.3f} {seconds / step:11.1f}")

@@ -10,12 +10,11 @@ microseconds, and the ratio unfolded / folded.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from timing import median_seconds
 
 from bnlab import config as C
 from bnlab import data
@@ -26,16 +25,6 @@ MODELS = {
     "mlp 784-100-100-100-10": C.ModelConfig(name="mlp", depth=3, width=100, activation="sigmoid"),
     "cnn 28x28, 2 stages x 2 convs, width 32": C.ModelConfig(name="cnn", depth=2, width=32, convs_per_stage=2, activation="relu"),
 }
-
-
-def median_us(fn, x, repeats: int) -> float:
-    jax.block_until_ready(fn(x))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn(x))
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e6
 
 
 def main() -> None:
@@ -59,7 +48,7 @@ def main() -> None:
                 fns["folded"] = jax.jit(lambda x, g=graphdef, p=params: nnx.merge(g, p)(x, train=False))
         for bs in args.batch_sizes:
             x = jnp.asarray(dataset.x_train[:bs])
-            us = {k: median_us(f, x, args.repeats) for k, f in fns.items()}
+            us = {k: median_seconds(lambda f=f: f(x), args.repeats) * 1e6 for k, f in fns.items()}
             print(f"{label:<42} {bs:>6} {us['none']:>10.1f} {us['batch']:>10.1f} {us['folded']:>10.1f} {us['batch'] / us['folded']:>9.2f}x")
 
 

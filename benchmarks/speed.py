@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
+from timing import median_seconds
 
 from bnlab import config as C
 from bnlab import data, models
@@ -148,13 +149,7 @@ def matmul_flops(repeats: int = 20, n: int = 2048) -> float:
     """This machine's practical ceiling: float32 matmul FLOP/s through XLA (median)."""
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
     f = jax.jit(lambda a: a @ a)
-    jax.block_until_ready(f(a))
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(f(a))
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / statistics.median(times)
+    return 2 * n**3 / median_seconds(lambda: f(a), repeats)
 
 
 def sweep_seconds(repeats: int) -> dict[str, list[float]]:

@@ -33,6 +33,19 @@ class Diagnostic(Protocol):
 DIAGNOSTICS: Registry[Callable[[Config, Trainer], Diagnostic]] = Registry("diagnostic", "diagnostics")
 
 
+class _Scheduled:
+    """Shared plumbing: a jitted `_measure(state)` returning named arrays, fired on `cfg.schedule`.
+    Subclasses set `name`, `self.cfg` and `self._measure`."""
+
+    name: str
+
+    def steps(self, total: int) -> set[int]:
+        return schedule_steps(self.cfg.schedule, total)
+
+    def measure(self, state: TrainState) -> dict[str, Any]:
+        return {**_to_host(self._measure(state)), f"{self.name}/bn_mode": self.cfg.bn_mode}
+
+
 def layer_of(path: tuple[Any, ...], depth: int) -> int:
     """Hidden layer i -> i, the classifier head -> depth (the layer above all hidden ones)."""
     keys = [getattr(p, "key", p) for p in path]
@@ -49,10 +62,12 @@ def _squash(activation: str) -> Callable[[jax.Array], jax.Array] | None:
 
 
 @DIAGNOSTICS.register("activations")
-class Activations:
+class Activations(_Scheduled):
     """Ioffe & Szegedy 2015, Fig. 1(b,c): the {15, 50, 85}th percentiles of the input to the
     nonlinearity (γx̂+β for BN nets) of fixed units, over a fixed evaluation batch; per-layer mean
     and std of pre-activations; the fraction of saturated sigmoid/tanh units."""
+
+    name = "activations"
 
     def __init__(self, cfg: Config, trainer: Trainer):
         self.cfg = cfg.diagnostics.activations
@@ -62,8 +77,8 @@ class Activations:
         squash = _squash(cfg.model.activation)
         units, sat, train = self.cfg.units, self.cfg.saturation, self.cfg.bn_mode == "batch"
 
-        def measure(params, batch_stats):
-            pres = trainer.apply(params, batch_stats, self.x, train=train, capture=True).pre_activations
+        def measure(state: TrainState):
+            pres = trainer.apply(state.params, state.batch_stats, self.x, train=train, capture=True).pre_activations
             out = {}
             for i, pre in enumerate(pres):
                 flat = pre.reshape(-1, pre.shape[-1])  # (examples [x positions], units)
@@ -79,19 +94,15 @@ class Activations:
 
         self._measure = jax.jit(measure)
 
-    def steps(self, total: int) -> set[int]:
-        return schedule_steps(self.cfg.schedule, total)
-
-    def measure(self, state: TrainState) -> dict[str, Any]:
-        return {**_to_host(self._measure(state.params, state.batch_stats)), "activations/bn_mode": self.cfg.bn_mode}
-
 
 @DIAGNOSTICS.register("landscape")
-class Landscape:
+class Landscape(_Scheduled):
     """Santurkar et al. 2018, Fig. 4: along the gradient g = ∇L(w; B) of this step's batch B, for
     η in optim.lr × eta_multipliers: loss range min/max of L(w − ηg; B), gradient predictiveness
     min/max of ‖g − ∇L(w − ηg; B)‖₂, and effective β-smoothness max_η ‖g − ∇L(w − ηg; B)‖₂ / (η‖g‖₂).
     All step sizes are evaluated in one vmap."""
+
+    name = "landscape"
 
     def __init__(self, cfg: Config, trainer: Trainer):
         self.cfg = cfg.diagnostics.landscape
@@ -126,20 +137,16 @@ class Landscape:
 
         self._measure = jax.jit(measure)
 
-    def steps(self, total: int) -> set[int]:
-        return schedule_steps(self.cfg.schedule, total)
-
-    def measure(self, state: TrainState) -> dict[str, Any]:
-        return {**_to_host(self._measure(state)), "landscape/bn_mode": self.cfg.bn_mode}
-
 
 @DIAGNOSTICS.register("ics")
-class InternalCovariateShift:
+class InternalCovariateShift(_Scheduled):
     """Santurkar et al. 2018, Def. 2.1: for each layer i above the first, G = ∇_{W_i} L(W_1..W_k; B)
     and G' = ∇_{W_i} L(W'_1..W'_{i−1}, W_i..W_k; B), with W' the weights after this step's actual
     update (the optimiser's, on the training loss with dropout); logs ‖G − G'‖₂ and cos(G, G').
     "Layer" means all parameters of a hidden layer (kernel, bias, γ, β); W_i is its kernel.
     The gradients for all layers come from one vmap over update masks."""
+
+    name = "ics"
 
     def __init__(self, cfg: Config, trainer: Trainer):
         self.cfg = cfg.diagnostics.ics
@@ -179,19 +186,15 @@ class InternalCovariateShift:
 
         self._measure = jax.jit(measure)
 
-    def steps(self, total: int) -> set[int]:
-        return schedule_steps(self.cfg.schedule, total)
-
-    def measure(self, state: TrainState) -> dict[str, Any]:
-        return {**_to_host(self._measure(state)), "ics/bn_mode": self.cfg.bn_mode}
-
 
 @DIAGNOSTICS.register("hessian")
-class Hessian:
+class Hessian(_Scheduled):
     """Curvature of the loss on a fixed training batch (see bnlab.hessian): top-k eigenvalues,
     Hutchinson trace, SLQ spectral density (nodes and weights) and the gradient's share in the top-k
     eigenspace (Ghorbani et al. 2019). Probe vectors use a fixed key, so measurements over training
     differ only because the weights do."""
+
+    name = "hessian"
 
     def __init__(self, cfg: Config, trainer: Trainer):
         self.cfg = c = cfg.diagnostics.hessian
@@ -199,11 +202,11 @@ class Hessian:
         y = jnp.asarray(trainer.dataset.y_train[: c.batch_size])
         key = jax.random.PRNGKey(c.seed)
 
-        def measure(params, batch_stats):
+        def measure(state: TrainState):
             def loss(p):
-                return trainer.loss(p, batch_stats, x, y, bn_mode=c.bn_mode)[0]
+                return trainer.loss(p, state.batch_stats, x, y, bn_mode=c.bn_mode)[0]
 
-            matvec, x0, unravel = H.flat_hvp(loss, params)
+            matvec, x0, unravel = H.flat_hvp(loss, state.params)
             n = x0.shape[0]
             k_eig, k_tr, k_slq = jax.random.split(key, 3)
             if c.method == "lanczos":
@@ -220,12 +223,6 @@ class Hessian:
             return out
 
         self._measure = jax.jit(measure)
-
-    def steps(self, total: int) -> set[int]:
-        return schedule_steps(self.cfg.schedule, total)
-
-    def measure(self, state: TrainState) -> dict[str, Any]:
-        return {**_to_host(self._measure(state.params, state.batch_stats)), "hessian/bn_mode": self.cfg.bn_mode}
 
 
 def enabled(cfg: Config, trainer: Trainer) -> list[Diagnostic]:

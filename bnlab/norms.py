@@ -185,22 +185,18 @@ class Whiten(_RunningStats):
 NORMS.register("none", doc="no normalisation; the linear layer keeps its bias")(
     Norm(lambda f, spatial, cfg, rngs: Identity(), absorbs_bias=False)
 )
+def _flax_bn(cls):
+    return lambda f, spatial, cfg, rngs: cls(f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), rngs=rngs)
+
+
 NORMS.register("batch", doc="Batch Normalization (Ioffe & Szegedy 2015); per feature/channel over the batch (and space)")(
-    Norm(
-        lambda f, spatial, cfg, rngs: BatchNorm(f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), rngs=rngs),
-        absorbs_bias=True,
-        population=True,
-    )
+    Norm(_flax_bn(BatchNorm), absorbs_bias=True, population=True)
 )
 NORMS.register("ghost_batch", doc="Ghost BN (Hoffer et al. 2017): BN statistics over virtual batches of model.ghost_batch_size")(
     Norm(lambda f, spatial, cfg, rngs: GhostBatchNorm(f, cfg), absorbs_bias=True, population=True)
 )
 NORMS.register("noisy_batch", doc="BN followed by Santurkar et al.'s (2018) time-varying noise, in training")(
-    Norm(
-        lambda f, spatial, cfg, rngs: NoisyBatchNorm(f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), rngs=rngs),
-        absorbs_bias=True,
-        population=True,
-    )
+    Norm(_flax_bn(NoisyBatchNorm), absorbs_bias=True, population=True)
 )
 NORMS.register("noise", doc="Santurkar et al.'s (2018) noise alone, without BN, in training")(
     Norm(lambda f, spatial, cfg, rngs: Noise(), absorbs_bias=False)

@@ -16,6 +16,7 @@ import optax
 from .config import OptimConfig
 from .registry import Registry
 
+
 def kernels_only(params):
     """Weight-decay mask: kernels decay; biases and norm scales/offsets do not."""
     return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == "kernel", params)

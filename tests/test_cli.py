@@ -5,11 +5,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import textwrap
+import time
 
 import pytest
-
 from conftest import ROOT, bnlab_cmd
 
 

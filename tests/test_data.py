@@ -5,12 +5,11 @@ import struct
 
 import numpy as np
 import pytest
+from conftest import MNIST_T10K
 
 from bnlab import data as D
 from bnlab.config import DataConfig
 from bnlab.errors import ConfigError
-
-from conftest import MNIST_T10K
 
 
 def _rows(x):
@@ -113,7 +112,7 @@ def test_tfds_mock_data(tmp_path):
 
 def test_tfds_real_builder_prepared_offline(tmp_path):
     """A tiny dataset made with a real TFDS builder (download_and_prepare, TFRecords, as_dataset)."""
-    tfds = pytest.importorskip("tensorflow_datasets")
+    pytest.importorskip("tensorflow_datasets")
     from tiny_tfds import TinyDigits  # noqa: F401  (registers the builder)
 
     ds = D.load(DataConfig(name="tfds:tiny_digits", standardize="none", data_dir=str(tmp_path)))

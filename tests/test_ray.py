@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, bnlab_cmd
 
 ray = pytest.importorskip("ray")

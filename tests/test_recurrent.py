@@ -1,6 +1,5 @@
 """Recurrent models: forward passes against manual loops, per-time-step BN, longer sequences."""
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
