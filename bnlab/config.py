@@ -57,6 +57,8 @@ class ModelConfig:
     ghost_batch_size: int = 16  # ghost_batch: examples per virtual batch (must divide train.batch_size)
     whiten_group_size: int = 16  # whiten: features whitened together (must divide the width)
     lp_p: float = 2.0  # lp: 1, 2 or inf
+    renorm_rmax: float = 3.0  # batch_renorm: r is clipped to [1/rmax, rmax]
+    renorm_dmax: float = 5.0  # batch_renorm: d is clipped to [-dmax, dmax]
     norm_gamma_init: float = 1.0  # initial γ of every norm with a scale (Cooijmans et al. 2016 use 0.1)
     rnn_norm_paths: str = "both"  # rnn/lstm: normalise the input-to-hidden, hidden-to-hidden or both paths
 
@@ -360,6 +362,8 @@ def validate(cfg: Config) -> None:
         check(m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0,
               f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}")
     check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
+    check(m.renorm_rmax >= 1 and m.renorm_dmax >= 0,
+          f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}")
 
     registered(optim.OPTIMIZERS, o.name)
     check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")

@@ -4,7 +4,7 @@ In evaluation mode BN is an affine map per output unit, y = s (W x + b - mean) +
 s = γ / sqrt(var + ε), so it can be absorbed into the layer below: W' = W s (each output unit's
 column or channel scaled), b' = s (b - mean) + β. The folded network is the same model with
 `norm: none`; its outputs equal the BN network's evaluation-mode outputs up to float rounding.
-Folding works for the norms whose evaluation is plain BN: batch, ghost_batch, noisy_batch.
+Folding works for the norms whose evaluation is plain BN: batch, batch_renorm, ghost_batch, noisy_batch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from .config import ModelConfig
 from .errors import ConfigError
 
-FOLDABLE = ("batch", "ghost_batch", "noisy_batch")
+FOLDABLE = ("batch", "batch_renorm", "ghost_batch", "noisy_batch")
 
 
 def fold(cfg: ModelConfig, params: Any, batch_stats: Any) -> tuple[ModelConfig, Any]:

@@ -111,6 +111,33 @@ class GhostBatchNorm(_RunningStats):
         return self._affine(((g - mean) / jnp.sqrt(var + self.epsilon)).reshape(x.shape))
 
 
+class BatchRenorm(_RunningStats):
+    """Batch Renormalization (Ioffe 2017): in training x_hat = (x - mu_B) / sigma_B * r + d with
+    r = clip(sigma_B / sigma, 1/rmax, rmax) and d = clip((mu_B - mu) / sigma, -dmax, dmax), both
+    treated as constants by the gradient (stop_gradient), mu and sigma the running statistics.
+    rmax/dmax are constants here (`model.renorm_rmax`, `model.renorm_dmax`), not the paper's ramp."""
+
+    def __init__(self, features: int, cfg: ModelConfig):
+        super().__init__(features, cfg)
+        self.rmax, self.dmax = cfg.renorm_rmax, cfg.renorm_dmax
+        self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
+        self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))
+
+    def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:
+        sigma = jnp.sqrt(self.var.value + self.epsilon)
+        if not train:
+            return self._affine((x - self.mean.value) / sigma)
+        axes = tuple(range(x.ndim - 1))
+        mean = x.mean(axes)
+        var = jnp.mean(jnp.square(x - mean), axes)
+        sigma_b = jnp.sqrt(var + self.epsilon)
+        r = jax.lax.stop_gradient(jnp.clip(sigma_b / sigma, 1 / self.rmax, self.rmax))
+        d = jax.lax.stop_gradient(jnp.clip((mean - self.mean.value) / sigma, -self.dmax, self.dmax))
+        self._update(self.mean, mean)
+        self._update(self.var, var)
+        return self._affine((x - mean) / sigma_b * r + d)
+
+
 class NoisyBatchNorm(BatchNorm):
     """BN followed by Santurkar et al.'s time-varying, non-i.i.d. noise (training only)."""
 
@@ -194,6 +221,9 @@ NORMS.register("batch", doc="Batch Normalization (Ioffe & Szegedy 2015); per fea
 )
 NORMS.register("ghost_batch", doc="Ghost BN (Hoffer et al. 2017): BN statistics over virtual batches of model.ghost_batch_size")(
     Norm(lambda f, spatial, cfg, rngs: GhostBatchNorm(f, cfg), absorbs_bias=True, population=True)
+)
+NORMS.register("batch_renorm", doc="Batch Renormalization (Ioffe 2017); r, d clipped by model.renorm_rmax, renorm_dmax")(
+    Norm(lambda f, spatial, cfg, rngs: BatchRenorm(f, cfg), absorbs_bias=True, population=True)
 )
 NORMS.register("noisy_batch", doc="BN followed by Santurkar et al.'s (2018) time-varying noise, in training")(
     Norm(_flax_bn(NoisyBatchNorm), absorbs_bias=True, population=True)

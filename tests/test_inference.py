@@ -72,7 +72,7 @@ def test_population_is_refused_for_norms_without_mean_and_variance(tmp_path, cap
     assert "population" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name,norm", [("mlp", "batch"), ("cnn", "batch"), ("mlp", "ghost_batch"), ("cnn", "noisy_batch")])
+@pytest.mark.parametrize("name,norm", [("mlp", "batch"), ("cnn", "batch"), ("mlp", "ghost_batch"), ("cnn", "noisy_batch"), ("mlp", "batch_renorm")])
 @pytest.mark.parametrize("stats", ["running", "population"])
 def test_folded_outputs_equal_evaluation_outputs(name, norm, stats):
     from bnlab.fold import fold, folded_model

@@ -193,3 +193,28 @@ def test_gamma_init_option():
 def test_new_norms_absorb_the_bias():
     assert all(NORMS.get(n).absorbs_bias for n in ("ghost_batch", "noisy_batch", "lp", "whiten"))
     assert not NORMS.get("noise").absorbs_bias
+
+
+def test_batch_renorm_formula_and_gradient_treats_r_d_as_constants():
+    x = random((40, 3))
+    bn = build("batch_renorm", 3, renorm_rmax=1.5, renorm_dmax=0.5, bn_momentum=0.9)
+    bn.mean.value = jnp.array([0.0, 2.0, 10.0])
+    bn.var.value = jnp.array([1.0, 9.0, 100.0])
+    mu, var = np.array([0.0, 2.0, 10.0]), np.array([1.0, 9.0, 100.0])
+    xn = np.asarray(x, np.float64)
+    m, v = xn.mean(0), xn.var(0)
+    sb, s = np.sqrt(v + EPS), np.sqrt(var + EPS)
+    r, d = np.clip(sb / s, 1 / 1.5, 1.5), np.clip((m - mu) / s, -0.5, 0.5)
+    y = np.asarray(bn(x, train=True))
+    np.testing.assert_allclose(y, (xn - m) / sb * r + d, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.mean.value, 0.9 * mu + 0.1 * m, rtol=1e-5)
+    # with r = 1 and d = 0 (running = batch statistics) it is BN; the gradient sees r, d as constants
+    fresh = build("batch_renorm", 3)
+    fresh.mean.value, fresh.var.value = jnp.asarray(m, jnp.float32), jnp.asarray(v, jnp.float32)
+    np.testing.assert_allclose(fresh(x, train=True), build("batch", 3)(x, train=True), rtol=1e-4, atol=1e-4)
+    def loss(module, x):
+        return jnp.sum(module(x, train=True) ** 2 * jnp.arange(3.0))
+
+    g_renorm = jax.grad(lambda x: loss(build("batch_renorm", 3, renorm_rmax=1.0, renorm_dmax=0.0), x))(x)
+    g_bn = jax.grad(lambda x: loss(build("batch", 3), x))(x)  # rmax=1, dmax=0: r = 1, d = 0 exactly
+    np.testing.assert_allclose(g_renorm, g_bn, rtol=1e-3, atol=1e-4)
