@@ -242,5 +242,10 @@ def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progres
 
 
 def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False) -> str:
-    """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final status."""
-    return run_group([cfg], dataset, [rd], progress)[0]
+    """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final
+    status; an exception is recorded in the run's status as `failed`, not raised."""
+    try:
+        return run_group([cfg], dataset, [rd], progress)[0]
+    except Exception as err:
+        rd.record_exception(err)
+        return "failed"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -56,12 +55,7 @@ def _worker(index: int, plan_args: tuple, parent: int, jobs, events) -> None:
         if rid is None:
             return
         events.put(("start", index, rid))
-        rd = RunDir(p.out_dir / "runs" / rid)
-        try:
-            status = run_one(specs[rid].config, p.datasets[rid], rd)
-        except Exception as err:
-            rd.set_status("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
-            status = "failed"
+        status = run_one(specs[rid].config, p.datasets[rid], RunDir(p.out_dir / "runs" / rid))
         events.put(("end", index, rid, status))
 
 

@@ -16,7 +16,6 @@ never touched again, so nothing finished is lost when a worker, or the whole swe
 from __future__ import annotations
 
 import os
-import traceback
 import warnings
 from pathlib import Path
 
@@ -28,12 +27,7 @@ def _task(cwd: str, out_dir: str, run_id: str, cfg) -> str:
     from .results import RunDir
 
     runner.enable_compilation_cache()
-    rd = RunDir(Path(out_dir) / "runs" / run_id)
-    try:
-        return run_one(cfg, data.load(cfg.data), rd)
-    except Exception as err:
-        rd.set_status("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
-        return "failed"
+    return run_one(cfg, data.load(cfg.data), RunDir(Path(out_dir) / "runs" / run_id))
 
 
 def _check_reachable(address: str) -> None:

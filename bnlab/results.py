@@ -65,6 +65,12 @@ class RunDir:
     def is_finished(self) -> bool:
         return self.status().get("status") in FINISHED
 
+    def record_exception(self, err: BaseException) -> None:
+        """Status `failed` with the error and its traceback (call inside the `except` block)."""
+        import traceback
+
+        self.set_status("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+
     def set_status(self, status: str, **fields: Any) -> None:
         atomic_write(self.status_path, json.dumps({"status": status, **{k: _jsonable(v) for k, v in fields.items()}}, indent=1) + "\n")
 

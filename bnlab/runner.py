@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -191,7 +190,7 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
                 except Exception as err:  # recorded; the sweep goes on
                     for rd in rds:
                         if rd.status()["status"] not in ("done", "diverged"):
-                            rd.set_status("failed", error=f"{type(err).__name__}: {err}", traceback=traceback.format_exc())
+                            rd.record_exception(err)
                     statuses = [rd.status()["status"] for rd in rds]
                 for spec, status in zip(group, statuses):
                     counts[status] = counts.get(status, 0) + 1

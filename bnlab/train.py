@@ -93,7 +93,7 @@ class Trainer:
         self.batch_size = self.num_train if cfg.train.full_batch else cfg.train.batch_size
         self.steps_per_epoch = self.num_train // self.batch_size
         self.total_steps = total_steps(cfg, self.num_train)
-        self.tx, self.lr_schedule = optim.build(cfg.optim, self.total_steps)
+        self.tx, _ = optim.build(cfg.optim, self.total_steps)  # each run logs its own schedule (loop._Run)
         self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)

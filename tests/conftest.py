@@ -17,5 +17,16 @@ def tiny_overrides():
     return ["model.width=16", "model.depth=2", "train.steps=40", "train.log_every=20", "train.batch_size=32"]
 
 
+def seed_sweep(tmp_path: Path, seeds: int, steps: int) -> Path:
+    """A config file: a small BN MLP on the digits, swept over `seeds` seeds of `steps` steps."""
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(
+        "model: {width: 32, depth: 2, norm: batch}\n"
+        f"train: {{steps: {steps}, log_every: 100, batch_size: 32}}\n"
+        f"sweep: {{grid: {{seed: {list(range(seeds))}}}}}\n"
+    )
+    return cfg
+
+
 def bnlab_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bnlab", *args]

@@ -5,11 +5,10 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 
 import pytest
-from conftest import ROOT, bnlab_cmd
+from conftest import ROOT, bnlab_cmd, seed_sweep
 
 
 def sh(*args, **kw):
@@ -77,14 +76,7 @@ def test_plot_of_missing_folder_is_a_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_sweep_killed_with_sigkill_resumes_without_redoing_finished_runs(tmp_path):
-    cfg = tmp_path / "sweep.yaml"
-    cfg.write_text(textwrap.dedent(
-        """
-        model: {width: 32, depth: 2, norm: batch}
-        train: {steps: 3000, log_every: 100, batch_size: 32}
-        sweep: {grid: {seed: [0, 1, 2, 3, 4, 5]}}
-        """
-    ))
+    cfg = seed_sweep(tmp_path, seeds=6, steps=3000)
     out = tmp_path / "out"
     proc = subprocess.Popen(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
@@ -123,14 +115,7 @@ def _children(pid: int) -> list[int]:
 
 @pytest.mark.slow
 def test_workers_give_the_same_results_and_survive_a_killed_worker(tmp_path):
-    cfg = tmp_path / "sweep.yaml"
-    cfg.write_text(textwrap.dedent(
-        """
-        model: {width: 32, depth: 2, norm: batch}
-        train: {steps: 1500, log_every: 100, batch_size: 32}
-        sweep: {grid: {seed: [0, 1, 2, 3]}}
-        """
-    ))
+    cfg = seed_sweep(tmp_path, seeds=4, steps=1500)
     ref = tmp_path / "ref"
     assert sh("run", str(cfg), "--out", str(ref), "--quiet", "--workers", "1").returncode == 0
     out = tmp_path / "out"

@@ -6,12 +6,11 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, bnlab_cmd
+from conftest import ROOT, bnlab_cmd, seed_sweep
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -36,15 +35,7 @@ def cluster():
 
 
 def sweep(tmp_path, runs=4, steps=3000):
-    cfg = tmp_path / "sweep.yaml"
-    cfg.write_text(textwrap.dedent(
-        f"""
-        model: {{width: 32, depth: 2, norm: batch}}
-        train: {{steps: {steps}, log_every: 100, batch_size: 32}}
-        sweep: {{grid: {{seed: {list(range(runs))}}}}}
-        """
-    ))
-    return cfg
+    return seed_sweep(tmp_path, seeds=runs, steps=steps)
 
 
 def summary(out):
