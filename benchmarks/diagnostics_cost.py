@@ -17,21 +17,24 @@ from pathlib import Path
 
 from timing import median_seconds
 
-from bnlab import config as C
-from bnlab import data, diagnostics, runner
-from bnlab import sweep as S
-from bnlab.results import RunDir
-from bnlab.train import Trainer
+from bnlab.config.load import load
+from bnlab.config.sweep import expand
+from bnlab.data.dataset import load as load_dataset
+from bnlab.measure import diagnostics
+from bnlab.runner.execute import execute
+from bnlab.runner.plan import plan
+from bnlab.runner.results import RunDir
+from bnlab.train.program import TrainProgram
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def probe_costs(repeats: int) -> None:
-    cfg = S.expand(C.load(ROOT / "configs" / "quickstart.yaml", ["sweep.grid.model.norm=[batch]", "sweep.grid.seed=[0]"]))[0].config
+    cfg = expand(load(ROOT / "configs" / "quickstart.yaml", ["sweep.grid.model.norm=[batch]", "sweep.grid.seed=[0]"]))[0].config
     for name in ("activations", "landscape", "ics", "hessian"):
         getattr(cfg.diagnostics, name).enabled = True
     cfg.diagnostics.hessian.trace_probes = 0
-    trainer = Trainer(cfg, data.load(cfg.data))
+    trainer = TrainProgram(cfg, load_dataset(cfg.data))
     state = trainer.init(0)
     state, _ = trainer.train_chunk(state, 100)
     chunk = 1000
@@ -58,10 +61,10 @@ def probe_costs(repeats: int) -> None:
 
 def run_wall_time(overrides: list[str]) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        p = runner.plan(ROOT / "configs" / "quickstart.yaml", overrides + ["sweep.grid.model.norm=[batch]", "sweep.grid.seed=[0]"], Path(tmp) / "warm")
-        runner.execute(p)  # compile (and warm the caches)
-        p = runner.plan(ROOT / "configs" / "quickstart.yaml", overrides + ["sweep.grid.model.norm=[batch]", "sweep.grid.seed=[1]"], Path(tmp) / "timed")
-        runner.execute(p)
+        p = plan(ROOT / "configs" / "quickstart.yaml", overrides + ["sweep.grid.model.norm=[batch]", "sweep.grid.seed=[0]"], Path(tmp) / "warm")
+        execute(p)  # compile (and warm the caches)
+        p = plan(ROOT / "configs" / "quickstart.yaml", overrides + ["sweep.grid.model.norm=[batch]", "sweep.grid.seed=[1]"], Path(tmp) / "timed")
+        execute(p)
         return RunDir(p.out_dir / "runs" / p.runs[0].run_id).status()["wall_time"]
 
 

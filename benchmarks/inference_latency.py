@@ -16,14 +16,14 @@ import jax.numpy as jnp
 from flax import nnx
 from timing import median_seconds
 
-from bnlab import config as C
-from bnlab import data
-from bnlab.fold import folded_model
-from bnlab.train import Trainer
+from bnlab.config.schema import Config, DataConfig, ModelConfig, TrainConfig
+from bnlab.data.dataset import load as load_dataset
+from bnlab.nn.fold import folded_model
+from bnlab.train.program import TrainProgram
 
 MODELS = {
-    "mlp 784-100-100-100-10": C.ModelConfig(name="mlp", depth=3, width=100, activation="sigmoid"),
-    "cnn 28x28, 2 stages x 2 convs, width 32": C.ModelConfig(name="cnn", depth=2, width=32, convs_per_stage=2, activation="relu"),
+    "mlp 784-100-100-100-10": ModelConfig(name="mlp", depth=3, width=100, activation="sigmoid"),
+    "cnn 28x28, 2 stages x 2 convs, width 32": ModelConfig(name="cnn", depth=2, width=32, convs_per_stage=2, activation="relu"),
 }
 
 
@@ -32,17 +32,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64, 1024])
     args = parser.parse_args()
-    dcfg = C.DataConfig(name="synthetic", synthetic_size=2000, synthetic_shape=[28, 28, 1])
-    dataset = data.load(dcfg)
+    dcfg = DataConfig(name="synthetic", synthetic_size=2000, synthetic_shape=[28, 28, 1])
+    dataset = load_dataset(dcfg)
     print(f"backend: {jax.default_backend()}; median latency in microseconds")
     print(f"{'model':<42} {'batch':>6} {'no BN':>10} {'BN':>10} {'BN folded':>10} {'BN/folded':>10}")
     for label, mcfg in MODELS.items():
         fns = {}
         for norm in ("none", "batch"):
-            cfg = C.Config(data=dcfg, model=C.ModelConfig(**{**mcfg.__dict__, "norm": norm}), train=C.TrainConfig(batch_size=60, steps=10))
-            t = Trainer(cfg, dataset)
+            cfg = Config(data=dcfg, model=ModelConfig(**{**mcfg.__dict__, "norm": norm}), train=TrainConfig(batch_size=60, steps=10))
+            t = TrainProgram(cfg, dataset)
             state, _ = t.train_chunk(t.init(0), 10)  # non-trivial statistics
-            fns[norm] = jax.jit(lambda x, t=t, s=state: t.apply(s.params, s.batch_stats, x, train=False).logits)
+            fns[norm] = jax.jit(lambda x, t=t, s=state: t.model.apply(s.params, s.batch_stats, x, train=False).logits)
             if norm == "batch":
                 graphdef, params = nnx.split(folded_model(cfg.model, dataset.image_shape, dataset.num_classes, state.params, state.batch_stats))
                 fns["folded"] = jax.jit(lambda x, g=graphdef, p=params: nnx.merge(g, p)(x, train=False))

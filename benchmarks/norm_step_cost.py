@@ -18,17 +18,17 @@ import time
 
 import jax
 
-from bnlab import config as C
-from bnlab import data
-from bnlab.train import Trainer
+from bnlab.config.schema import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
+from bnlab.data.dataset import load as load_dataset
+from bnlab.train.program import TrainProgram
 
 NORMS = ("none", "batch", "layer", "group", "whiten")
 
 
 def ms_per_step(norm: str, width: int, group: int, steps: int, repeats: int, dataset, dcfg) -> float:
-    mcfg = C.ModelConfig(depth=3, width=width, norm=norm, activation="relu", groups=4, whiten_group_size=group or width)
-    cfg = C.Config(data=dcfg, model=mcfg, train=C.TrainConfig(batch_size=60, steps=10**9), optim=C.OptimConfig(lr=0.01))
-    t = Trainer(cfg, dataset)
+    mcfg = ModelConfig(depth=3, width=width, norm=norm, activation="relu", groups=4, whiten_group_size=group or width)
+    cfg = Config(data=dcfg, model=mcfg, train=TrainConfig(batch_size=60, steps=10**9), optim=OptimConfig(lr=0.01))
+    t = TrainProgram(cfg, dataset)
     state, s = t.train_chunk(t.init(0), steps)  # compile
     jax.block_until_ready(s)
     times = []
@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    dcfg = C.DataConfig(name="synthetic", synthetic_size=3000, synthetic_shape=[28, 28, 1])
-    dataset = data.load(dcfg)
+    dcfg = DataConfig(name="synthetic", synthetic_size=3000, synthetic_shape=[28, 28, 1])
+    dataset = load_dataset(dcfg)
     print(f"backend: {jax.default_backend()}; ms per training step (x of norm=none); whitening groups of {args.group or 'all'} features")
     print(f"{'width':>6} " + " ".join(f"{n:>16}" for n in NORMS))
     for width in args.widths:

@@ -33,22 +33,23 @@ import optax
 from flax import nnx
 from timing import median_seconds
 
-from bnlab import config as C
-from bnlab import data, models
-from bnlab.train import Trainer
+from bnlab.config.schema import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
+from bnlab.data.dataset import load as load_dataset
+from bnlab.nn.models import build
+from bnlab.train.program import TrainProgram
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, LR = 60, 0.1
-DATA = C.DataConfig(name="synthetic", synthetic_size=10_000, synthetic_shape=[28, 28, 1])
+DATA = DataConfig(name="synthetic", synthetic_size=10_000, synthetic_shape=[28, 28, 1])
 MODELS = {
     "mlp": dict(name="mlp", depth=3, width=100, activation="sigmoid", init="normal"),
     "cnn": dict(name="cnn", depth=2, width=16, convs_per_stage=1, activation="relu"),
 }
 
 
-def config(model: str, norm: str) -> C.Config:
-    return C.Config(data=DATA, model=C.ModelConfig(norm=norm, **MODELS[model]), optim=C.OptimConfig(name="sgd", lr=LR),
-                    train=C.TrainConfig(batch_size=BATCH, steps=10**9))
+def config(model: str, norm: str) -> Config:
+    return Config(data=DATA, model=ModelConfig(norm=norm, **MODELS[model]), optim=OptimConfig(name="sgd", lr=LR),
+                    train=TrainConfig(batch_size=BATCH, steps=10**9))
 
 
 def rates(run_block, steps: int, repeats: int) -> list[float]:
@@ -61,8 +62,8 @@ def rates(run_block, steps: int, repeats: int) -> list[float]:
     return out
 
 
-def bnlab_rates(cfg: C.Config, steps: int, repeats: int) -> tuple[list[float], float]:
-    trainer = Trainer(cfg, data.load(cfg.data))
+def bnlab_rates(cfg: Config, steps: int, repeats: int) -> tuple[list[float], float]:
+    trainer = TrainProgram(cfg, load_dataset(cfg.data))
     holder = {"s": trainer.init(0)}
 
     def block(n):
@@ -71,16 +72,16 @@ def bnlab_rates(cfg: C.Config, steps: int, repeats: int) -> tuple[list[float], f
 
     result = rates(block, steps, repeats)
     x, y = trainer.x_train[:BATCH], trainer.y_train[:BATCH]
-    step_fn = jax.jit(jax.value_and_grad(lambda p: trainer.loss(p, holder["s"].batch_stats, x, y)[0]))
+    step_fn = jax.jit(jax.value_and_grad(lambda p: trainer.model.loss(p, holder["s"].batch_stats, x, y)[0]))
     cost = step_fn.lower(holder["s"].params).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
     return result, float(cost.get("flops", float("nan")))  # forward + backward of one step
 
 
-def nnx_jit_rates(cfg: C.Config, steps: int, repeats: int) -> list[float]:
+def nnx_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
     """The flax-examples pattern: nnx.Optimizer and one @nnx.jit call per step."""
-    ds = data.load(cfg.data)
-    model = models.build(cfg.model, ds.image_shape, ds.num_classes, seed=0)
+    ds = load_dataset(cfg.data)
+    model = build(cfg.model, ds.image_shape, ds.num_classes, seed=0)
     opt = nnx.Optimizer(model, optax.sgd(LR), wrt=nnx.Param)
 
     @nnx.jit
@@ -128,7 +129,7 @@ def torch_rates(model: str, norm: str, steps: int, repeats: int) -> list[float] 
         layers += [nn.Flatten(), nn.Linear(7 * 7 * 32, 10)]
     net = nn.Sequential(*layers)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
-    ds = data.load(DATA)
+    ds = load_dataset(DATA)
     x = torch.from_numpy(np.ascontiguousarray(ds.x_train.transpose(0, 3, 1, 2)))
     y = torch.from_numpy(ds.y_train.astype(np.int64))
     n = len(y) // BATCH

@@ -16,9 +16,10 @@ Bad configs exit with code 2 before anything is written."""
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from . import runner
+    from .runner.execute import Executor, execute
+    from .runner.plan import plan
 
-    p = runner.plan(args.config, args.overrides, args.out)
+    p = plan(args.config, args.overrides, args.out)
     if args.dry_run:
         for spec in p.runs:
             print(spec.run_id)
@@ -26,35 +27,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 0
     workers = None if args.workers == "auto" else int(args.workers)
     vectorize = {"auto": None, "on": True, "off": False}[args.vectorize]
-    executor = runner.Executor(args.executor, args.address, args.retries)
-    counts = runner.execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize, executor=executor)
+    executor = Executor(args.executor, args.address, args.retries)
+    counts = execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize, executor=executor)
     print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     return 0 if "failed" not in counts else 1
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from . import plots
+    from .report.plot import plot_all
 
-    for path in plots.plot_all(args.dir, fmt=args.format):
+    for path in plot_all(args.dir, fmt=args.format):
         print(path)
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from . import data, models, norms, optim
+    from .data.sources import DATASETS
+    from .measure.diagnostics import DIAGNOSTICS
+    from .nn.activations import ACTIVATIONS
+    from .nn.initializers import INITIALIZERS
+    from .nn.models import MODELS
+    from .nn.norms import NORMS
+    from .nn.recurrent import RNN_NORMS
+    from .train.optim import OPTIMIZERS
 
     for title, registry in (
-        ("datasets (data.name)", data.DATASETS),
-        ("models (model.name)", models.MODELS),
-        ("norms (model.norm)", norms.NORMS),
-        ("activations (model.activation)", models.ACTIVATIONS),
-        ("initialisers (model.init)", models.INITIALIZERS),
-        ("optimisers (optim.name)", optim.OPTIMIZERS),
+        ("datasets (data.name)", DATASETS),
+        ("models (model.name)", MODELS),
+        ("norms (model.norm) for mlp, cnn, dln", NORMS),
+        ("recurrent norms (model.norm) for rnn, lstm", RNN_NORMS),
+        ("activations (model.activation)", ACTIVATIONS),
+        ("initialisers (model.init)", INITIALIZERS),
+        ("optimisers (optim.name)", OPTIMIZERS),
+        ("diagnostics (diagnostics.<name>.enabled)", DIAGNOSTICS),
     ):
         print(title)
         for name, doc in registry.describe():
             shown = {"idx": "idx:<folder>", "tfds": "tfds:<name>"}.get(name, name)
-            print(f"  {shown:<16} {doc}")
+            print(f"  {shown:<18} {doc}")
+    print("surface (diagnostics.surface.enabled): loss along filter-normalised random directions after training (Li et al. 2018)")
     return 0
 
 

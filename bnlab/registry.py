@@ -12,6 +12,11 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 
+def first_paragraph(text: str) -> str:
+    """The text up to its first blank line, on one line: a description is never cut mid-sentence."""
+    return " ".join(text.strip().split("\n\n")[0].split())
+
+
 class Registry(Generic[T]):
     def __init__(self, axis: str, key: str):
         self.axis = axis  # what the entries are, for messages: "norm"
@@ -25,7 +30,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.axis} {name!r} is registered twice")
             self._entries[name] = obj
             text = doc if doc is not None else (getattr(obj, "__doc__", None) or "")
-            self._docs[name] = text.strip().splitlines()[0] if text.strip() else ""
+            self._docs[name] = first_paragraph(text)
             return obj
 
         return add

@@ -28,5 +28,14 @@ def seed_sweep(tmp_path: Path, seeds: int, steps: int) -> Path:
     return cfg
 
 
+def run_plan(overrides: list[str], out: Path, source=None, **execute_options) -> tuple[dict[str, int], Path]:
+    """Plan and execute in this process: (counts by status, the results folder)."""
+    from bnlab.runner.execute import execute
+    from bnlab.runner.plan import plan
+
+    p = plan(source, overrides, out)
+    return execute(p, **execute_options), p.out_dir
+
+
 def bnlab_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bnlab", *args]

@@ -5,10 +5,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 from conftest import ROOT, bnlab_cmd, seed_sweep
+
+from bnlab.runner.results import RunDir
 
 
 def sh(*args, **kw):
@@ -45,22 +46,32 @@ def test_run_then_plot_on_embedded_digits(tmp_path):
     assert r.returncode == 2 and "different config" in r.stderr and "train.steps" in r.stderr
 
 
-def test_help_everywhere_and_fast():
+def test_help_everywhere_without_importing_jax():
     for args in ([], ["run"], ["plot"], ["list"]):
-        t = time.perf_counter()
         r = sh(*args, "--help")
         assert r.returncode == 0 and "usage: bnlab" in r.stdout
-        assert time.perf_counter() - t < 5  # generous; the point is that JAX is not imported
-    r = subprocess.run([sys.executable, "-c", "import sys, bnlab.cli; bnlab.cli.build_parser(); print('jax' in sys.modules)"], capture_output=True, text=True)
-    assert r.stdout.strip() == "False"
+    code = "import sys, bnlab, bnlab.cli; bnlab.cli.build_parser(); print(sorted(m for m in ('jax', 'tensorflow', 'pandas') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "[]", r.stderr
 
 
-def test_list_names_every_registry():
+def test_list_names_every_registry_with_whole_descriptions():
     r = sh("list")
     assert r.returncode == 0
-    for word in ("digits", "idx:<folder>", "tfds:<name>", "synthetic", "mlp", "cnn", "batch", "layer", "group", "none",
-                 "sigmoid", "relu", "tanh", "he_normal", "normal", "sgd", "momentum", "adam"):
+    for word in ("digits", "idx:<folder>", "tfds:<name>", "synthetic", "mlp", "cnn", "lstm", "batch", "layer", "group", "none",
+                 "batch_per_step", "sigmoid", "relu", "tanh", "he_normal", "normal", "sgd", "momentum", "adam",
+                 "activations", "landscape", "ics", "hessian", "surface"):
         assert word in r.stdout
+    from bnlab.data.sources import DATASETS
+    from bnlab.measure.diagnostics import DIAGNOSTICS
+    from bnlab.nn.models import MODELS
+    from bnlab.nn.norms import NORMS
+
+    for registry in (DATASETS, MODELS, NORMS, DIAGNOSTICS):
+        for name, doc in registry.describe():
+            assert doc and doc in r.stdout, name
+            # never cut mid-sentence: a description does not stop on a joining word or open bracket
+            assert not doc.rstrip().endswith((",", "(", " the", " of", " for", " to", " and", " in")), (name, doc)
 
 
 def test_bad_override_exit_code_2_from_the_shell(tmp_path):
@@ -74,69 +85,39 @@ def test_plot_of_missing_folder_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "no runs/ folder" in r.stderr
 
 
+def killed_at(run_id: str, step: int) -> dict[str, str]:
+    """The environment of a bnlab process that SIGKILLs itself once `run_id` has logged `step`."""
+    return {**os.environ, "BNLAB_DIE_AT": f"{run_id}:{step}"}
+
+
 @pytest.mark.slow
 def test_sweep_killed_with_sigkill_resumes_without_redoing_finished_runs(tmp_path):
-    cfg = seed_sweep(tmp_path, seeds=6, steps=3000)
+    cfg = seed_sweep(tmp_path, seeds=4, steps=300)
     out = tmp_path / "out"
-    proc = subprocess.Popen(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet"), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    done = []
-    while time.time() < deadline:
-        if (out / "summary.csv").exists():
-            done = [r["run_id"] for r in summary(out) if r["status"] == "done"]
-            if len(done) >= 2:
-                break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert len(done) >= 2, "the sweep did not finish two runs in time"
-    statuses = {r["run_id"]: r["status"] for r in summary(out)}
-    assert list(statuses.values()).count("done") < 6, "killed too late to test resume"
-    stamps = {rid: (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns for rid in done}
-    r = sh("run", str(cfg), "--out", str(out), "--quiet")
+    r = sh("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1", env=killed_at("seed-2", 100))
+    assert r.returncode == -signal.SIGKILL
+    statuses = {row["run_id"]: row["status"] for row in summary(out)}
+    assert statuses == {"seed-0": "done", "seed-1": "done", "seed-2": "pending", "seed-3": "pending"}  # summary of the last finished run
+    assert RunDir(out / "runs" / "seed-2").status()["status"] == "running"
+    stamps = {rid: (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns for rid in ("seed-0", "seed-1")}
+    r = sh("run", str(cfg), "--out", str(out), "--quiet", "--workers", "1")
     assert r.returncode == 0, r.stderr
-    assert all(row["status"] == "done" and row["step"] == "3000" for row in summary(out))
+    assert all(row["status"] == "done" and row["step"] == "300" for row in summary(out))
     for rid, stamp in stamps.items():  # finished runs were not redone
         assert (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns == stamp
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for stat in os.listdir("/proc"):
-        if stat.isdigit():
-            try:
-                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                out.append(int(stat))
-    return out
-
-
 @pytest.mark.slow
 def test_workers_give_the_same_results_and_survive_a_killed_worker(tmp_path):
-    cfg = seed_sweep(tmp_path, seeds=4, steps=1500)
+    cfg = seed_sweep(tmp_path, seeds=4, steps=300)
     ref = tmp_path / "ref"
     assert sh("run", str(cfg), "--out", str(ref), "--quiet", "--workers", "1").returncode == 0
     out = tmp_path / "out"
-    proc = subprocess.Popen(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--workers", "2"), cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    killed = None
-    deadline = time.time() + 120
-    while time.time() < deadline and killed is None:  # kill one worker while it trains a run
-        running = [p for p in (out / "runs").glob("*/status.json") if '"running"' in p.read_text()] if (out / "runs").exists() else []
-        kids = [k for k in _children(proc.pid) if "resource_tracker" not in open(f"/proc/{k}/cmdline").read()]
-        if running and len(kids) >= 2:
-            killed = kids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=240)
-    assert killed is not None
-    assert proc.returncode == 1, stderr  # a failed run makes the command fail
-    statuses = {r["run_id"]: r["status"] for r in summary(out)}
-    assert list(statuses.values()).count("failed") == 1 and list(statuses.values()).count("done") == 3
-    failed = next(rid for rid, s in statuses.items() if s == "failed")
-    assert "worker process died" in (out / "runs" / failed / "status.json").read_text()
+    r = sh("run", str(cfg), "--out", str(out), "--quiet", "--workers", "2", env=killed_at("seed-1", 100))
+    assert r.returncode == 1, r.stderr  # a failed run makes the command fail; the parent lives on
+    statuses = {row["run_id"]: row["status"] for row in summary(out)}
+    assert statuses == {"seed-0": "done", "seed-1": "failed", "seed-2": "done", "seed-3": "done"}
+    assert "worker process died" in (out / "runs" / "seed-1" / "status.json").read_text()
     r = sh("run", str(cfg), "--out", str(out), "--quiet", "--workers", "2")  # the rerun retries it
     assert r.returncode == 0, r.stderr
     got = {row["run_id"]: row["test_loss"] for row in summary(out)}

@@ -4,9 +4,11 @@ import textwrap
 
 import pytest
 
-from bnlab import config as C
-from bnlab import sweep as S
 from bnlab.cli import main
+from bnlab.config.load import load, to_object
+from bnlab.config.schema import Config
+from bnlab.config.sweep import expand, run_id
+from bnlab.config.validate import validate
 from bnlab.errors import ConfigError
 
 GOOD = textwrap.dedent(
@@ -28,7 +30,7 @@ BAD = [
     (["model.name=resnet"], ["model.name", "cnn, dln, lstm, mlp, rnn"]),
     (["optim.name=lbfgs"], ["optim.name", "adam"]),
     (["model.colour=red"], ["model.colour", "unknown key"]),
-    (["modle.width=3"], ["modle.width", "unknown key"]),
+    (["modle.width=3"], ["modle: unknown key", "did you mean model?"]),
     (["model.width=0"], ["model.width", ">= 1"]),
     (["model.width=wide"], ["model.width"]),
     (["model.dropout=1.5"], ["model.dropout"]),
@@ -55,6 +57,11 @@ BAD = [
     (["sweep.zip.optim.lr=[0.1,1]", "sweep.zip.seed=[1,2,3]"], ["same length"]),
     (["sweep.grid.seed=[1,1]"], ["same id"]),
     (["optim.lr"], ["section.key=value"]),
+    (["optim.lr=inf"], ["optim.lr", "finite"]),
+    (["model.init_scale=nan"], ["model.init_scale", "finite"]),
+    (["optim.decay_boundaries=[0.5,.inf]"], ["optim.decay_boundaries", "finite"]),
+    (["model.widht=3"], ["model.widht", "did you mean model.width?", "allowed keys here", "depth"]),
+    (["trian.steps=3"], ["trian: unknown key", "did you mean train?", "allowed keys here"]),
 ]
 
 
@@ -98,14 +105,14 @@ def test_missing_config_file(tmp_path, capsys):
 def test_overrides_are_typed_and_applied(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(GOOD)
-    c = C.to_object(C.load(cfg, ["optim.lr=0.25", "model.norm=layer", "optim.clipvalue=2"]))
+    c = to_object(load(cfg, ["optim.lr=0.25", "model.norm=layer", "optim.clipvalue=2"]))
     assert c.optim.lr == 0.25 and isinstance(c.optim.lr, float)
     assert c.model.norm == "layer" and c.optim.clipvalue == 2.0
     assert c.model.width == 8  # from the file
 
 
 def test_defaults_follow_design():
-    c = C.Config()
+    c = Config()
     assert c.model.bn_momentum == 0.99 and c.model.norm_epsilon == 1e-5
     assert c.data.name == "digits"
 
@@ -122,7 +129,7 @@ def test_grid_and_zip_expansion_and_ids(tmp_path):
             """
         )
     )
-    runs = S.expand(C.load(cfg))
+    runs = expand(load(cfg))
     assert len(runs) == 2 * 3 * 2
     ids = [r.run_id for r in runs]
     assert len(set(ids)) == len(ids)
@@ -133,28 +140,28 @@ def test_grid_and_zip_expansion_and_ids(tmp_path):
     assert (r.config.model.norm, r.config.seed) == ("batch", 2)
     assert r.config.sweep.grid == {} and r.config.sweep.zip == {}  # a run's config is the run alone
     # ids are stable: an unrelated change keeps them
-    again = S.expand(C.load(cfg, ["model.width=12"]))
+    again = expand(load(cfg, ["model.width=12"]))
     assert [x.run_id for x in again] == ids
 
 
 def test_no_sweep_is_one_run(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(GOOD)
-    (run,) = S.expand(C.load(cfg))
+    (run,) = expand(load(cfg))
     assert run.run_id == "run" and run.varying == {}
 
 
 def test_colliding_short_names_use_full_keys():
-    assert S.run_id({"model.dropout": 0.1, "optim.dropout": 0.2}) == "model.dropout-0.1_optim.dropout-0.2"
+    assert run_id({"model.dropout": 0.1, "optim.dropout": 0.2}) == "model.dropout-0.1_optim.dropout-0.2"
 
 
 def test_validate_lists_every_problem():
-    c = C.Config()
+    c = Config()
     c.optim.lr = -1
     c.model.width = 0
     c.train.steps = 10
     with pytest.raises(ConfigError) as err:
-        C.validate(c)
+        validate(c)
     assert "optim.lr" in str(err.value) and "model.width" in str(err.value)
 
 
@@ -163,5 +170,5 @@ def test_overriding_a_swept_key_is_refused(tmp_path, capsys):
     cfg.write_text(GOOD + "sweep: {grid: {model.norm: [none, batch]}}\n")
     assert main(["run", str(cfg), "model.norm=layer", "--out", str(tmp_path / "o")]) == 2
     assert "sweep.grid.model.norm" in capsys.readouterr().err
-    runs = S.expand(C.load(cfg, ["sweep.grid.model.norm=[layer]"]))
+    runs = expand(load(cfg, ["sweep.grid.model.norm=[layer]"]))
     assert [r.run_id for r in runs] == ["norm-layer"]

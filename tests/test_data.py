@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from conftest import MNIST_T10K
 
-from bnlab import data as D
-from bnlab.config import DataConfig
+from bnlab.config.schema import DataConfig
+from bnlab.data.dataset import load, prepare
+from bnlab.data.sources import DATASETS, read_idx
 from bnlab.errors import ConfigError
 
 
@@ -18,23 +19,23 @@ def _rows(x):
 
 def test_digits_splits_are_deterministic_disjoint_and_complete():
     cfg = DataConfig(name="digits", standardize="none")
-    a = D.prepare(D.DATASETS.get("digits")("", cfg), cfg, "digits")
-    b = D.prepare(D.DATASETS.get("digits")("", cfg), cfg, "digits")
+    a = prepare(DATASETS.get("digits")("", cfg), cfg, "digits")
+    b = prepare(DATASETS.get("digits")("", cfg), cfg, "digits")
     np.testing.assert_array_equal(a.x_train, b.x_train)
     assert a.sizes() == {"train": 1294, "val": 144, "test": 359}
     assert a.image_shape == (8, 8, 1) and a.num_classes == 10
     tr, va, te = _rows(a.x_train), _rows(a.x_val), _rows(a.x_test)
     # the digits set contains a few exact duplicate images, so compare counts loosely
     assert len(tr & te) < 5 and len(tr & va) < 5
-    other = D.prepare(D.DATASETS.get("digits")("", DataConfig(split_seed=1)), DataConfig(split_seed=1, standardize="none"), "digits")
+    other = prepare(DATASETS.get("digits")("", DataConfig(split_seed=1)), DataConfig(split_seed=1, standardize="none"), "digits")
     assert not np.array_equal(other.y_test, a.y_test)
 
 
 @pytest.mark.parametrize("kind", ["feature", "channel"])
 def test_standardisation_is_fitted_on_train_only(kind):
     cfg = DataConfig(standardize=kind)
-    ds = D.load(cfg)
-    raw = D.prepare(D.DATASETS.get("digits")("", cfg), DataConfig(standardize="none"), "digits")
+    ds = load(cfg)
+    raw = prepare(DATASETS.get("digits")("", cfg), DataConfig(standardize="none"), "digits")
     axes = (0,) if kind == "feature" else (0, 1, 2)
     mean = raw.x_train.mean(axes)
     std = raw.x_train.std(axes)
@@ -45,12 +46,12 @@ def test_standardisation_is_fitted_on_train_only(kind):
 
 
 def test_subset_takes_training_examples_only():
-    ds = D.load(DataConfig(subset=100))
+    ds = load(DataConfig(subset=100))
     assert ds.sizes() == {"train": 100, "val": 144, "test": 359}
 
 
 def test_synthetic_any_size():
-    ds = D.load(DataConfig(name="synthetic", synthetic_size=500, synthetic_shape=[4, 4, 3], synthetic_classes=3))
+    ds = load(DataConfig(name="synthetic", synthetic_size=500, synthetic_shape=[4, 4, 3], synthetic_classes=3))
     assert ds.image_shape == (4, 4, 3) and ds.num_classes == 3
     assert sum(ds.sizes().values()) == 500
 
@@ -73,8 +74,8 @@ def test_idx_roundtrip_with_train_and_test_files(tmp_path):
     write_idx(tmp_path / "train-labels-idx1-ubyte", ytr)
     write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", xte, gz=True)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", yte, gz=True)
-    np.testing.assert_array_equal(D.read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), xte)
-    ds = D.load(DataConfig(name=f"idx:{tmp_path}", standardize="none", val_fraction=0.2))
+    np.testing.assert_array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), xte)
+    ds = load(DataConfig(name=f"idx:{tmp_path}", standardize="none", val_fraction=0.2))
     assert ds.sizes() == {"train": 40, "val": 10, "test": 20}  # the file's own test split is kept
     np.testing.assert_allclose(ds.x_test[..., 0], xte / 255.0, rtol=1e-6)
     np.testing.assert_array_equal(ds.y_test, yte)
@@ -84,16 +85,16 @@ def test_idx_errors(tmp_path):
     (tmp_path / "x-images-idx3-ubyte").write_bytes(b"\x01\x02\x03\x04")
     (tmp_path / "x-labels-idx1-ubyte").write_bytes(b"\x00\x00\x08\x01" + struct.pack(">I", 1) + b"\x00")
     with pytest.raises(ConfigError, match="not an IDX file"):
-        D.load(DataConfig(name=f"idx:{tmp_path}"))
+        load(DataConfig(name=f"idx:{tmp_path}"))
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(ConfigError, match="no '\\*images"):
-        D.load(DataConfig(name=f"idx:{empty}"))
+        load(DataConfig(name=f"idx:{empty}"))
 
 
 @pytest.mark.skipif(not MNIST_T10K.is_dir(), reason="real MNIST test set not present")
 def test_real_mnist_t10k():
-    ds = D.load(DataConfig(name=f"idx:{MNIST_T10K}", standardize="none"))
+    ds = load(DataConfig(name=f"idx:{MNIST_T10K}", standardize="none"))
     assert ds.image_shape == (28, 28, 1) and ds.num_classes == 10
     assert sum(ds.sizes().values()) == 10_000
     labels = np.concatenate([ds.y_train, ds.y_val, ds.y_test])
@@ -104,7 +105,7 @@ def test_real_mnist_t10k():
 def test_tfds_mock_data(tmp_path):
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=40, data_dir=str(tmp_path)):
-        ds = D.load(DataConfig(name="tfds:mnist", standardize="none", data_dir=str(tmp_path)))
+        ds = load(DataConfig(name="tfds:mnist", standardize="none", data_dir=str(tmp_path)))
     assert ds.image_shape == (28, 28, 1)
     assert ds.sizes()["test"] == 40  # mnist's own test split
     assert ds.sizes()["train"] + ds.sizes()["val"] == 40
@@ -115,9 +116,9 @@ def test_tfds_real_builder_prepared_offline(tmp_path):
     pytest.importorskip("tensorflow_datasets")
     from tiny_tfds import TinyDigits  # noqa: F401  (registers the builder)
 
-    ds = D.load(DataConfig(name="tfds:tiny_digits", standardize="none", data_dir=str(tmp_path)))
+    ds = load(DataConfig(name="tfds:tiny_digits", standardize="none", data_dir=str(tmp_path)))
     assert ds.image_shape == (8, 8, 1)
     assert ds.sizes() == {"train": 54, "val": 6, "test": 30}
     assert (tmp_path / "tiny_digits").is_dir()  # prepared under data_dir
     with pytest.raises(ConfigError, match="TFDS has no dataset"):
-        D.load(DataConfig(name="tfds:no_such_dataset_xyz", data_dir=str(tmp_path)))
+        load(DataConfig(name="tfds:no_such_dataset_xyz", data_dir=str(tmp_path)))

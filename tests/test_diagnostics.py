@@ -6,23 +6,27 @@ import numpy as np
 import optax
 import pytest
 
-from bnlab import config as C
-from bnlab import data, runner
-from bnlab.diagnostics import Activations, InternalCovariateShift, Landscape
-from bnlab.results import RunDir
-from bnlab.surface import filter_normalized_direction, loss_surface
-from bnlab.train import Trainer
+from conftest import run_plan
+
+from bnlab.config.schema import Config, ModelConfig, OptimConfig, Schedule, SurfaceConfig, TrainConfig
+from bnlab.data.dataset import load
+from bnlab.measure.diagnostics import Activations, InternalCovariateShift, Landscape, schedule_steps
+from bnlab.measure.surface import filter_normalized_direction, loss_surface
+from bnlab.report.plot import plot_all
+from bnlab.runner.results import RunDir
+from bnlab.train.program import TrainProgram
 
 
 def make(norm="batch", activation="sigmoid", opt="momentum", dropout=0.0, **diag):
-    cfg = C.Config()
-    cfg.model = C.ModelConfig(depth=3, width=12, norm=norm, activation=activation, dropout=dropout)
-    cfg.optim = C.OptimConfig(name=opt, lr=0.3)
-    cfg.train = C.TrainConfig(batch_size=40, steps=30)
+    """A config, its program and the state after 7 steps (diagnostics never change a state, so tests may share it)."""
+    cfg = Config()
+    cfg.model = ModelConfig(depth=3, width=12, norm=norm, activation=activation, dropout=dropout)
+    cfg.optim = OptimConfig(name=opt, lr=0.3)
+    cfg.train = TrainConfig(batch_size=40, steps=30)
     for section, values in diag.items():
         for k, v in values.items():
             setattr(getattr(cfg.diagnostics, section), k, v)
-    t = Trainer(cfg, data.load(cfg.data))
+    t = TrainProgram(cfg, load(cfg.data))
     state, _ = t.train_chunk(t.init(0), 7)
     return cfg, t, state
 
@@ -42,7 +46,7 @@ def test_landscape_matches_direct_re_evaluation(bn_mode):
     out = Landscape(cfg, t).measure(state)
     assert_same(before, snapshot(state))
     x, y = t.batch_at(state)
-    f = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode=bn_mode)[0]
+    f = lambda p: t.model.loss(p, state.batch_stats, x, y, bn_mode=bn_mode)[0]
     g = jax.grad(f)(state.params)
     gnorm = float(optax.global_norm(g))
     losses, diffs, ratios = [], [], []
@@ -61,11 +65,14 @@ def test_landscape_matches_direct_re_evaluation(bn_mode):
     assert out["landscape/bn_mode"] == bn_mode
 
 
-def test_landscape_uses_the_batch_of_this_step():
-    cfg, t, state = make()
-    x, _ = t.batch_at(state)
-    perm = jax.random.permutation(jax.random.fold_in(jax.random.fold_in(state.key, 1), 7 // t.steps_per_epoch), t.num_train)
-    np.testing.assert_array_equal(x, t.x_train[perm[7 * 40 : 8 * 40]])
+def test_landscape_probes_the_batch_this_step_trains_on():
+    """With plain SGD a step moves the weights by lr * g of its batch: the probe's g is that g."""
+    cfg, t, state = make(opt="sgd")
+    out = Landscape(cfg, t).measure(state)
+    after, summary = t.train_chunk(jax.tree.map(jnp.copy, state), 1)
+    moved = float(optax.global_norm(jax.tree.map(jnp.subtract, after.params, state.params)))
+    assert out["landscape/grad_norm"] == pytest.approx(moved / cfg.optim.lr, rel=1e-4)
+    assert out["landscape/loss"] == pytest.approx(float(summary["train_loss"]), rel=1e-5)
 
 
 @pytest.mark.parametrize("opt,dropout", [("momentum", 0.0), ("adam", 0.2)])
@@ -76,10 +83,10 @@ def test_ics_matches_a_manual_layer_by_layer_update(opt, dropout):
     assert_same(before, snapshot(state))
     x, y = t.batch_at(state)
     # the real update of this step, computed the way training computes it
-    train_loss = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch", rng=t.step_rng(state, state.step))[0]
+    train_loss = lambda p: t.model.loss(p, state.batch_stats, x, y, bn_mode="batch", rng=t.step_rng(state, state.step))[0]
     updates, _ = t.tx.update(jax.grad(train_loss)(state.params), state.opt_state, state.params)
     new = optax.apply_updates(state.params, updates)
-    probe = lambda p: t.loss(p, state.batch_stats, x, y, bn_mode="batch")[0]
+    probe = lambda p: t.model.loss(p, state.batch_stats, x, y, bn_mode="batch")[0]
     G = jax.grad(probe)(state.params)
     for i, name in ((1, "hidden.1"), (2, "hidden.2"), (3, "head")):
         mixed = {"hidden": {j: (new if j < i else state.params)["hidden"][j] for j in range(3)}, "head": state.params["head"]}
@@ -99,7 +106,7 @@ def test_activation_percentiles_match_numpy(bn_mode):
     out = Activations(cfg, t).measure(state)
     assert_same(before, snapshot(state))
     x = t.dataset.x_val[:100]
-    pres = t.apply(state.params, state.batch_stats, jnp.asarray(x), train=bn_mode == "batch", capture=True).pre_activations
+    pres = t.model.apply(state.params, state.batch_stats, jnp.asarray(x), train=bn_mode == "batch", capture=True).pre_activations
     for i, pre in enumerate(pres):
         pre = np.asarray(pre)
         for u in range(2):
@@ -112,10 +119,9 @@ def test_activation_percentiles_match_numpy(bn_mode):
 
 
 def test_schedules():
-    S = C.Schedule
-    assert C.schedule_steps(S(every=50), 120) == {0, 50, 100}
-    assert C.schedule_steps(S(at=[3, 7, 500]), 120) == {3, 7}
-    steps = C.schedule_steps(S(log_spaced=5), 10_000)
+    assert schedule_steps(Schedule(every=50), 120) == {0, 50, 100}
+    assert schedule_steps(Schedule(at=[3, 7, 500]), 120) == {3, 7}
+    steps = schedule_steps(Schedule(log_spaced=5), 10_000)
     assert steps == {0, 1, 10, 100, 1000, 10_000}
 
 
@@ -126,7 +132,7 @@ def test_diagnostics_do_not_change_training(tmp_path, tiny_overrides):
           "diagnostics.activations.schedule.every=7", "diagnostics.landscape.schedule.every=5", "diagnostics.ics.schedule.at=[3,11]",
           "diagnostics.hessian.schedule.log_spaced=3", "model.dropout=0.1"]
     for name, extra in (("off", []), ("on", on)):
-        runner.execute(runner.plan(None, tiny_overrides + ["model.dropout=0.1"] + extra[:-1], tmp_path / name))
+        run_plan(tiny_overrides + ["model.dropout=0.1"] + extra[:-1], tmp_path / name)
     rows = {n: RunDir(tmp_path / n / "runs" / "run").metrics() for n in ("off", "on")}
     keep = lambda rs, prefixes: [{k: v for k, v in r.items() if k.startswith(prefixes)} for r in rs if "test_acc" in r]
     # weights and evaluations are identical; training means are averaged over differently cut chunks
@@ -155,10 +161,10 @@ def test_filter_normalized_direction():
 def test_loss_surface_centre_is_the_trained_loss(dims, bn_stats):
     cfg, t, state = make()
     before = snapshot(state)
-    s = loss_surface(t, state, C.SurfaceConfig(enabled=True, dims=dims, points=5, batch_size=200, bn_stats=bn_stats))
+    s = loss_surface(t, state, SurfaceConfig(enabled=True, dims=dims, points=5, batch_size=200, bn_stats=bn_stats))
     assert_same(before, snapshot(state))
     x, y = jnp.asarray(t.dataset.x_train[:200]), jnp.asarray(t.dataset.y_train[:200])
-    centre = float(t.loss(state.params, state.batch_stats, x, y, bn_mode=bn_stats)[0])
+    centre = float(t.model.loss(state.params, state.batch_stats, x, y, bn_mode=bn_stats)[0])
     loss = np.asarray(s["loss"])
     assert loss.shape == (5,) * dims
     assert loss[(2,) * dims] == pytest.approx(centre, rel=1e-5)
@@ -168,15 +174,13 @@ def test_loss_surface_centre_is_the_trained_loss(dims, bn_stats):
 @pytest.mark.slow
 @pytest.mark.parametrize("dims", [1, 2])
 def test_every_diagnostic_is_drawn(tmp_path, tiny_overrides, dims):
-    from bnlab import plots
-
     on = ["diagnostics.activations.enabled=true", "diagnostics.landscape.enabled=true", "diagnostics.ics.enabled=true",
           "diagnostics.hessian.enabled=true", "diagnostics.hessian.density_probes=2", "diagnostics.hessian.density_steps=8",
           "diagnostics.hessian.iterations=6", "diagnostics.surface.enabled=true", f"diagnostics.surface.dims={dims}",
           "diagnostics.surface.points=5", "model.activation=tanh", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]",
           "diagnostics.landscape.schedule.every=10", "diagnostics.ics.schedule.every=10", "diagnostics.activations.schedule.every=10"]
-    p = runner.plan(None, tiny_overrides + on, tmp_path / "o")
-    assert runner.execute(p) == {"done": 4}
-    names = {path.name for path in plots.plot_all(p.out_dir)}
+    counts, out = run_plan(tiny_overrides + on, tmp_path / "o")
+    assert counts == {"done": 4}
+    names = {path.name for path in plot_all(out)}
     assert {"landscape.png", "activations.png", "saturation.png", "ics.png", "hessian.png", "spectral_density.png", "surface.png"} <= names
-    assert (p.out_dir / "runs" / "norm-batch_seed-0" / "surface.json").exists()
+    assert (out / "runs" / "norm-batch_seed-0" / "surface.json").exists()

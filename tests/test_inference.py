@@ -1,28 +1,36 @@
 """BN at inference: population statistics (Ioffe & Szegedy Algorithm 2) and folding BN into the layer below."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import run_plan
 
-from bnlab import config as C
-from bnlab import data, runner
-from bnlab.results import RunDir
-from bnlab.train import Trainer
+from bnlab.cli import main
+from bnlab.config.schema import Config, ModelConfig, TrainConfig
+from bnlab.data.dataset import load
+from bnlab.errors import ConfigError
+from bnlab.nn.fold import fold, folded_model
+from bnlab.runner.results import RunDir
+from bnlab.train.evaluation import Evaluator
+from bnlab.train.program import TrainProgram
 
 
-def trained(norm="batch", name="mlp", steps=20, **model):
-    cfg = C.Config()
-    cfg.model = C.ModelConfig(name=name, depth=2, width=8, norm=norm, activation="sigmoid", **model)
-    cfg.train = C.TrainConfig(batch_size=50, steps=steps)
-    t = Trainer(cfg, data.load(cfg.data))
+@functools.cache  # trained states are shared between tests; nothing here changes them
+def trained(norm="batch", name="mlp", steps=20, ghost_batch_size=16):
+    cfg = Config()
+    cfg.model = ModelConfig(name=name, depth=2, width=8, norm=norm, activation="sigmoid", ghost_batch_size=ghost_batch_size)
+    cfg.train = TrainConfig(batch_size=50, steps=steps)
+    t = TrainProgram(cfg, load(cfg.data))
     state, _ = t.train_chunk(t.init(0), steps)
-    return cfg, t, state
+    return cfg, t, state, Evaluator(t.model, cfg, t.dataset, t.x_train, t.batch_size)
 
 
 def test_population_statistics_match_a_manual_pass():
-    cfg, t, state = trained()
-    pop = t.population_stats(state)
+    cfg, t, state, ev = trained()
+    pop = ev.population_stats(state)
     p = jax.tree.map(np.asarray, state.params)
     x = np.asarray(t.dataset.x_train, np.float64).reshape(len(t.dataset.y_train), -1)
     nb = len(x) // 50
@@ -44,8 +52,8 @@ def test_population_statistics_match_a_manual_pass():
 
 
 def test_population_statistics_for_conv_count_space():
-    cfg, t, state = trained(name="cnn", steps=5)
-    pop = t.population_stats(state)
+    cfg, t, state, ev = trained(name="cnn", steps=5)
+    pop = ev.population_stats(state)
     p = jax.tree.map(np.asarray, state.params)
     m = 50 * 8 * 8  # values behind each channel's statistic: batch x positions
     nb = len(t.dataset.y_train) // 50
@@ -59,15 +67,12 @@ def test_population_statistics_for_conv_count_space():
 
 
 def test_population_evaluation_is_recorded(tmp_path, tiny_overrides):
-    p = runner.plan(None, tiny_overrides + ["train.eval_bn_stats=population"], tmp_path / "o")
-    runner.execute(p)
-    rows = RunDir(p.out_dir / "runs" / "run").metrics()
+    _, out = run_plan(tiny_overrides + ["train.eval_bn_stats=population"], tmp_path / "o")
+    rows = RunDir(out / "runs" / "run").metrics()
     assert {r["eval_bn_stats"] for r in rows if "test_acc" in r} == {"population"}
 
 
 def test_population_is_refused_for_norms_without_mean_and_variance(tmp_path, capsys):
-    from bnlab.cli import main
-
     assert main(["run", "/dev/null", "model.norm=whiten", "model.width=16", "train.steps=5", "train.eval_bn_stats=population", "--out", str(tmp_path / "o")]) == 2
     assert "population" in capsys.readouterr().err
 
@@ -75,14 +80,12 @@ def test_population_is_refused_for_norms_without_mean_and_variance(tmp_path, cap
 @pytest.mark.parametrize("name,norm", [("mlp", "batch"), ("cnn", "batch"), ("mlp", "ghost_batch"), ("cnn", "noisy_batch"), ("mlp", "batch_renorm")])
 @pytest.mark.parametrize("stats", ["running", "population"])
 def test_folded_outputs_equal_evaluation_outputs(name, norm, stats):
-    from bnlab.fold import fold, folded_model
-
-    cfg, t, state = trained(norm=norm, name=name, steps=30, ghost_batch_size=10)
-    bs = state.batch_stats if stats == "running" else t.population_stats(state)
+    cfg, t, state, ev = trained(norm=norm, name=name, steps=30, ghost_batch_size=10)
+    bs = state.batch_stats if stats == "running" else ev.population_stats(state)
     folded = folded_model(cfg.model, t.dataset.image_shape, t.dataset.num_classes, state.params, bs)
     _, folded_params = fold(cfg.model, state.params, bs)
     x = jnp.asarray(t.dataset.x_test)
-    expected = np.asarray(t.apply(state.params, bs, x, train=False).logits, np.float64)
+    expected = np.asarray(t.model.apply(state.params, bs, x, train=False).logits, np.float64)
     got = np.asarray(folded(x, train=False), np.float64)
     rel = np.max(np.abs(got - expected)) / np.max(np.abs(expected))
     print(f"{name} {norm} {stats}: max relative difference {rel:.1e}")
@@ -91,9 +94,6 @@ def test_folded_outputs_equal_evaluation_outputs(name, norm, stats):
 
 
 def test_folding_refuses_other_norms():
-    from bnlab.errors import ConfigError
-    from bnlab.fold import fold
-
-    cfg, t, state = trained(norm="layer")
+    cfg, t, state, _ = trained(norm="layer")
     with pytest.raises(ConfigError, match="folded"):
         fold(cfg.model, state.params, state.batch_stats)

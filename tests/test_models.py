@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bnlab import models
-from bnlab.config import ModelConfig
+from bnlab.config.schema import ModelConfig
+from bnlab.nn.models import build
 
 
 def params(cfg, shape=(8, 8, 1), seed=0):
-    m = models.build(cfg, shape, 10, seed)
+    m = build(cfg, shape, 10, seed)
     return m, nnx.to_pure_dict(nnx.state(m, nnx.Param))
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bnlab.config import ModelConfig
-from bnlab.norms import NORMS
+from bnlab.config.schema import ModelConfig
+from bnlab.nn.norms import NORMS
 
 EPS = 1e-5
 

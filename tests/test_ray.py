@@ -2,11 +2,9 @@
 
 import csv
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -34,7 +32,7 @@ def cluster():
     subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120, env=ENV)
 
 
-def sweep(tmp_path, runs=4, steps=3000):
+def sweep(tmp_path, runs=4, steps=300):
     return seed_sweep(tmp_path, seeds=runs, steps=steps)
 
 
@@ -43,32 +41,11 @@ def summary(out):
         return {r["run_id"]: r for r in csv.DictReader(f)}
 
 
-def task_pids():
-    pids = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"ray::_task"):
-                    pids.append(int(pid))
-            except OSError:
-                pass
-    return pids
-
-
-def run_and_kill_a_worker(cfg, out, address, retries):
-    proc = subprocess.Popen(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--executor", "ray", "--address", address,
-                                      "--retries", str(retries)), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    killed, deadline = None, time.time() + 180
-    while killed is None and time.time() < deadline:
-        running = [p for p in (out / "runs").glob("*/status.json") if '"running"' in p.read_text()] if (out / "runs").exists() else []
-        pids = task_pids()
-        if running and pids:
-            killed = pids[0]
-            os.kill(killed, signal.SIGKILL)
-        time.sleep(0.05)
-    stdout, stderr = proc.communicate(timeout=300)
-    assert killed is not None, "no Ray task to kill"
-    return proc.returncode, stderr
+def run_on_ray(cfg, out, address, retries, die_at=None):
+    """`bnlab run --executor ray`; with `die_at` (run_id:step) the task training that run SIGKILLs itself there, once."""
+    env = {**ENV, "BNLAB_DIE_AT": die_at} if die_at else ENV
+    return subprocess.run(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--executor", "ray", "--address", address,
+                                    "--retries", str(retries)), cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
 
 
 def test_ray_sweep_matches_local_and_retries_a_killed_worker(tmp_path, cluster):
@@ -76,10 +53,11 @@ def test_ray_sweep_matches_local_and_retries_a_killed_worker(tmp_path, cluster):
     local = tmp_path / "local"
     assert subprocess.run(bnlab_cmd("run", str(cfg), "--out", str(local), "--quiet", "--workers", "1"), cwd=ROOT).returncode == 0
     out = tmp_path / "ray"
-    code, stderr = run_and_kill_a_worker(cfg, out, cluster, retries=2)
-    assert code == 0, stderr
+    r = run_on_ray(cfg, out, cluster, retries=2, die_at="seed-1:100")
+    assert r.returncode == 0, r.stderr
+    assert (out / "runs" / "seed-1" / ".killed-at-100").exists()  # its worker really died, and the retry finished the run
     got, want = summary(out), summary(local)
-    assert all(r["status"] == "done" and r["step"] == "3000" for r in got.values())
+    assert all(r["status"] == "done" and r["step"] == "300" for r in got.values())
     for rid in want:
         assert float(got[rid]["test_loss"]) == pytest.approx(float(want[rid]["test_loss"]), rel=1e-4)
 
@@ -87,13 +65,12 @@ def test_ray_sweep_matches_local_and_retries_a_killed_worker(tmp_path, cluster):
 def test_ray_without_retries_records_the_killed_run_and_a_rerun_finishes_it(tmp_path, cluster):
     cfg = sweep(tmp_path)
     out = tmp_path / "ray"
-    code, stderr = run_and_kill_a_worker(cfg, out, cluster, retries=0)
-    assert code == 1, stderr  # a failed run makes the command fail
-    statuses = {rid: r["status"] for rid, r in summary(out).items()}
-    assert list(statuses.values()).count("failed") == 1 and list(statuses.values()).count("done") == 3
+    r = run_on_ray(cfg, out, cluster, retries=0, die_at="seed-2:200")
+    assert r.returncode == 1, r.stderr  # a failed run makes the command fail
+    statuses = {rid: row["status"] for rid, row in summary(out).items()}
+    assert statuses == {"seed-0": "done", "seed-1": "done", "seed-2": "failed", "seed-3": "done"}
     done_before = {rid: (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns for rid, s in statuses.items() if s == "done"}
-    r = subprocess.run(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--executor", "ray", "--address", cluster),
-                       cwd=ROOT, capture_output=True, text=True, timeout=300, env=ENV)
+    r = run_on_ray(cfg, out, cluster, retries=0)
     assert r.returncode == 0, r.stderr
     assert all(s["status"] == "done" for s in summary(out).values())
     for rid, stamp in done_before.items():  # finished runs were not redone

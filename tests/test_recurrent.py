@@ -5,15 +5,17 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from bnlab import config as C
-from bnlab import models, runner
+from conftest import run_plan
+
 from bnlab.cli import main
-from bnlab.recurrent import PerStepBatchNorm
-from bnlab.results import RunDir
+from bnlab.config.schema import ModelConfig
+from bnlab.nn import models
+from bnlab.nn.recurrent import PerStepBatchNorm
+from bnlab.runner.results import RunDir
 
 
 def build(name, norm="none", **kw):
-    cfg = C.ModelConfig(name=name, depth=1, width=5, norm=norm, activation="tanh", **kw)
+    cfg = ModelConfig(name=name, depth=1, width=5, norm=norm, activation="tanh", **kw)
     m = models.build(cfg, (4, 3, 1), 10, seed=0)
     return m, nnx.to_pure_dict(nnx.state(m, nnx.Param))
 
@@ -65,7 +67,7 @@ def test_per_step_batchnorm_keeps_statistics_per_time_step():
 
 
 def test_longer_sequences_use_the_last_trained_steps_statistics():
-    bn = PerStepBatchNorm(2, 3, C.ModelConfig())
+    bn = PerStepBatchNorm(2, 3, ModelConfig())
     bn.mean.value = jnp.array([[0.0, 0.0], [1.0, 1.0], [5.0, -5.0]])
     x = jnp.ones((4, 2))
     np.testing.assert_allclose(bn(x, t=7, train=False), bn(x, t=2, train=False))
@@ -93,8 +95,8 @@ def test_recurrent_config_errors(tmp_path, capsys, overrides, words):
 
 
 def test_recurrent_models_train_from_config(tmp_path):
-    p = runner.plan(None, ["model.width=8", "model.activation=tanh", "train.steps=20", "train.log_every=10", "optim.name=adam",
+    counts, out = run_plan(["model.width=8", "model.activation=tanh", "train.steps=20", "train.log_every=10", "optim.name=adam",
                            "optim.lr=0.01", "sweep.grid.model.name=[rnn,lstm]", "sweep.grid.model.norm=[batch_per_step,layer]"], tmp_path / "o")
-    assert runner.execute(p) == {"done": 4}
-    rows = RunDir(p.out_dir / "runs" / "name-lstm_norm-batch-per-step").metrics()
+    assert counts == {"done": 4}
+    rows = RunDir(out / "runs" / "name-lstm_norm-batch-per-step").metrics()
     assert rows[-1]["train_loss"] < rows[0]["val_loss"]

@@ -3,10 +3,11 @@ same results as trained one by one."""
 
 import pytest
 
-from bnlab import config as C
-from bnlab import runner
-from bnlab.results import RunDir
-from bnlab.train import group_key
+from bnlab.config.load import load, to_object
+from bnlab.runner.execute import execute, vector_groups
+from bnlab.runner.plan import plan
+from bnlab.runner.results import RunDir
+from bnlab.train.vectorized import shared_program_key
 
 SWEEP = ["model.width=16", "model.depth=2", "train.steps=60", "train.log_every=20", "train.batch_size=32",
          "optim.name=momentum", "model.dropout=0.1",
@@ -20,11 +21,11 @@ def results(p):
 
 @pytest.mark.parametrize("norm", ["batch", "noisy_batch"])
 def test_vmapped_group_matches_one_by_one(tmp_path, norm):
-    seq = runner.plan(None, SWEEP + [f"model.norm={norm}"], tmp_path / "seq")
-    assert runner.execute(seq, vectorize=False) == {"done": 4}
-    vec = runner.plan(None, SWEEP + [f"model.norm={norm}"], tmp_path / "vec")
-    assert len(runner.vector_groups(vec, vec.runs)) == 1  # all four runs share one program
-    assert runner.execute(vec, vectorize=True) == {"done": 4}
+    seq = plan(None, SWEEP + [f"model.norm={norm}"], tmp_path / "seq")
+    assert execute(seq, vectorize=False) == {"done": 4}
+    vec = plan(None, SWEEP + [f"model.norm={norm}"], tmp_path / "vec")
+    assert len(vector_groups(vec, vec.runs)) == 1  # all four runs share one program
+    assert execute(vec, vectorize=True) == {"done": 4}
     a, b = results(seq), results(vec)
     for rid in a:
         assert [r["step"] for r in a[rid]] == [r["step"] for r in b[rid]]
@@ -35,16 +36,16 @@ def test_vmapped_group_matches_one_by_one(tmp_path, norm):
 
 
 def test_structure_splits_groups(tmp_path):
-    p = runner.plan(None, ["train.steps=5", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]",
+    p = plan(None, ["train.steps=5", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]",
                            "sweep.grid.optim.clipvalue=[null,1.0]"], tmp_path / "o")
-    groups = runner.vector_groups(p, p.runs)
+    groups = vector_groups(p, p.runs)
     assert sorted(len(g) for g in groups) == [2, 2, 2, 2]  # norm and clipping on/off are structure; seeds group
-    a, b = (C.to_object(C.load(None, [f"optim.weight_decay={wd}"])) for wd in (0.0, 0.1))
-    assert group_key(a) != group_key(b)  # weight decay on/off changes the program
+    a, b = (to_object(load(None, [f"optim.weight_decay={wd}"])) for wd in (0.0, 0.1))
+    assert shared_program_key(a) != shared_program_key(b)  # weight decay on/off changes the program
 
 
 def test_vectorised_divergence_is_per_run(tmp_path):
-    p = runner.plan(None, ["model.width=16", "model.depth=2", "train.steps=40", "train.log_every=20", "train.batch_size=32",
+    p = plan(None, ["model.width=16", "model.depth=2", "train.steps=40", "train.log_every=20", "train.batch_size=32",
                            "model.norm=none", "model.init_scale=30", "model.activation=relu", "sweep.grid.optim.lr=[1e6,0.01]"], tmp_path / "o")
-    assert runner.execute(p, vectorize=True) == {"diverged": 1, "done": 1}
+    assert execute(p, vectorize=True) == {"diverged": 1, "done": 1}
     assert RunDir(p.out_dir / "runs" / "lr-0.01").metrics()[-1]["step"] == 40

@@ -1,4 +1,4 @@
-"""Models, activations and initialisers (registries).
+"""Feed-forward models: MLP, a small VGG-style CNN and the deep linear network.
 
 Every hidden layer is `dropout(act(norm(W x)))` (Ioffe & Szegedy's placement); the bias of W is
 dropped when the norm absorbs it (BN). Models are called as
@@ -12,46 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
-from .config import ModelConfig
+from ..config.schema import ModelConfig
+from .activations import ACTIVATIONS
+from .initializers import kernel_init
 from .norms import NORMS
-from .registry import Registry
-
-Initializer = Callable[..., jax.Array]
-
-ACTIVATIONS: Registry[Callable[[jax.Array], jax.Array]] = Registry("activation", "model.activation")
-ACTIVATIONS.register("sigmoid", doc="logistic sigmoid (saturates; Ioffe & Szegedy's MNIST net)")(jax.nn.sigmoid)
-ACTIVATIONS.register("tanh", doc="hyperbolic tangent")(jnp.tanh)
-ACTIVATIONS.register("relu", doc="rectified linear unit")(jax.nn.relu)
-ACTIVATIONS.register("gelu", doc="Gaussian error linear unit")(jax.nn.gelu)
-ACTIVATIONS.register("elu", doc="exponential linear unit")(jax.nn.elu)
-ACTIVATIONS.register("linear", doc="identity (deep linear networks)")(lambda x: x)
-
-INITIALIZERS: Registry[Callable[[ModelConfig], Initializer]] = Registry("initialiser", "model.init")
-INITIALIZERS.register("default", doc="the framework default (Flax: LeCun normal)")(
-    lambda cfg: nnx.initializers.lecun_normal()
-)
-INITIALIZERS.register("lecun_normal", doc="truncated normal, variance 1/fan_in")(lambda cfg: nnx.initializers.lecun_normal())
-INITIALIZERS.register("glorot_normal", doc="truncated normal, variance 2/(fan_in+fan_out)")(
-    lambda cfg: nnx.initializers.glorot_normal()
-)
-INITIALIZERS.register("he_normal", doc="truncated normal, variance 2/fan_in")(lambda cfg: nnx.initializers.he_normal())
-INITIALIZERS.register("normal", doc="normal with std model.init_std (Ioffe's small random Gaussian)")(
-    lambda cfg: nnx.initializers.normal(cfg.init_std)
-)
-
-
-def kernel_init(cfg: ModelConfig) -> Initializer:
-    """The configured initialiser times `model.init_scale` (a deliberately bad init when far from 1)."""
-    base = INITIALIZERS.get(cfg.init)(cfg)
-    if cfg.init_scale == 1.0:
-        return base
-    return lambda key, shape, dtype=jnp.float32: cfg.init_scale * base(key, shape, dtype)
 
 
 class Hidden(nnx.Module):
@@ -77,10 +45,6 @@ def _split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
     return [None] * n if key is None else list(jax.random.split(key, n))
 
 
-MODELS: Registry[Callable[..., nnx.Module]] = Registry("model", "model.name")
-
-
-@MODELS.register("mlp")
 class MLP(nnx.Module):
     """Fully connected net: flatten, `depth` hidden layers of `width` units, linear classifier."""
 
@@ -107,7 +71,6 @@ class MLP(nnx.Module):
         return (logits, pres) if capture else logits
 
 
-@MODELS.register("cnn")
 class CNN(nnx.Module):
     """Small VGG-style net: `depth` stages of `convs_per_stage` 3x3 convs (width * 2**stage channels),
     each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier."""
@@ -142,7 +105,6 @@ class CNN(nnx.Module):
         return (logits, pres) if capture else logits
 
 
-@MODELS.register("dln")
 class DeepLinear(nnx.Module):
     """Deep linear network (Santurkar et al. 2018, Sec. 3 / App.): x -> W_k ... W_1 x, `depth`
     hidden linear layers of `width` units, no biases and no nonlinearity, optionally normalised
@@ -161,10 +123,3 @@ class DeepLinear(nnx.Module):
         self.head = nnx.Linear(fan_in, num_classes, use_bias=False, kernel_init=init, rngs=rngs)
 
     __call__ = MLP.__call__
-
-
-def build(cfg: ModelConfig, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> nnx.Module:
-    return MODELS.get(cfg.name)(tuple(image_shape), num_classes, cfg, rngs=nnx.Rngs(params=seed))
-
-
-from . import recurrent  # noqa: E402,F401  (registers the rnn and lstm models)

@@ -13,9 +13,11 @@ import dataclasses
 from typing import Any
 
 import jax.numpy as jnp
+from flax import nnx
 
-from .config import ModelConfig
-from .errors import ConfigError
+from ..config.schema import ModelConfig
+from ..errors import ConfigError
+from .models import build
 
 FOLDABLE = ("batch", "batch_renorm", "ghost_batch", "noisy_batch")
 
@@ -36,11 +38,7 @@ def fold(cfg: ModelConfig, params: Any, batch_stats: Any) -> tuple[ModelConfig, 
 
 def folded_model(cfg: ModelConfig, image_shape, num_classes: int, params: Any, batch_stats: Any):
     """The folded network as an NNX module, ready to call with `train=False`."""
-    from flax import nnx
-
-    from . import models
-
     folded_cfg, folded_params = fold(cfg, params, batch_stats)
-    graphdef, template = nnx.split(models.build(folded_cfg, image_shape, num_classes, seed=0), nnx.Param)
+    graphdef, template = nnx.split(build(folded_cfg, image_shape, num_classes, seed=0), nnx.Param)
     nnx.replace_by_pure_dict(template, folded_params)
     return nnx.merge(graphdef, template)

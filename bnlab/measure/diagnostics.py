@@ -1,6 +1,6 @@
 """Scheduled measurements of how training behaves (registry), written into the run's metrics.
 
-Each diagnostic is built from its config section and a Trainer, fires at the steps of its
+Each diagnostic is built from the run's config and its TrainProgram, fires at the steps of its
 schedule, and returns flat metrics named `<diagnostic>/<quantity>`, including the BN mode it
 evaluated the network in (`<diagnostic>/bn_mode`). Measurements are pure functions of the
 training state: they never change parameters, optimiser state or running statistics (tested).
@@ -18,10 +18,22 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import hessian as H
-from .config import Config, schedule_steps
-from .registry import Registry
-from .train import Trainer, TrainState
+from ..config.schema import Config, Schedule
+from ..registry import Registry
+from ..train.program import TrainProgram
+from ..train.state import TrainState
+from .hessian import flat_hvp, gradient_share, hutchinson_trace, slq, top_eigen_lanczos, top_eigen_power
+
+
+def schedule_steps(schedule: Schedule, total: int) -> set[int]:
+    """The steps in [0, total] at which a schedule fires."""
+    steps = {s for s in schedule.at if s <= total}
+    if schedule.every > 0:
+        steps.update(range(0, total + 1, schedule.every))
+    if schedule.log_spaced > 0:
+        steps.add(0)
+        steps.update(int(round(s)) for s in np.geomspace(1, max(total, 1), schedule.log_spaced))
+    return steps
 
 
 class Diagnostic(Protocol):
@@ -30,7 +42,7 @@ class Diagnostic(Protocol):
     def measure(self, state: TrainState) -> dict[str, Any]: ...
 
 
-DIAGNOSTICS: Registry[Callable[[Config, Trainer], Diagnostic]] = Registry("diagnostic", "diagnostics")
+DIAGNOSTICS: Registry[Callable[[Config, TrainProgram], Diagnostic]] = Registry("diagnostic", "diagnostics")
 
 
 class _Scheduled:
@@ -61,7 +73,7 @@ def _squash(activation: str) -> Callable[[jax.Array], jax.Array] | None:
     return {"sigmoid": lambda h: jnp.tanh(h / 2), "tanh": jnp.tanh}.get(activation)
 
 
-@DIAGNOSTICS.register("activations")
+@DIAGNOSTICS.register("activations", doc="percentiles of the nonlinearity's input over training (Ioffe & Szegedy 2015, Fig. 1b,c)")
 class Activations(_Scheduled):
     """Ioffe & Szegedy 2015, Fig. 1(b,c): the {15, 50, 85}th percentiles of the input to the
     nonlinearity (γx̂+β for BN nets) of fixed units, over a fixed evaluation batch; per-layer mean
@@ -69,16 +81,16 @@ class Activations(_Scheduled):
 
     name = "activations"
 
-    def __init__(self, cfg: Config, trainer: Trainer):
+    def __init__(self, cfg: Config, program: TrainProgram):
         self.cfg = cfg.diagnostics.activations
-        ds = trainer.dataset
+        ds = program.dataset
         x = ds.x_val if len(ds.y_val) else ds.x_train
         self.x = jnp.asarray(x[: self.cfg.batch_size])
         squash = _squash(cfg.model.activation)
         units, sat, train = self.cfg.units, self.cfg.saturation, self.cfg.bn_mode == "batch"
 
         def measure(state: TrainState):
-            pres = trainer.apply(state.params, state.batch_stats, self.x, train=train, capture=True).pre_activations
+            pres = program.model.apply(state.params, state.batch_stats, self.x, train=train, capture=True).pre_activations
             out = {}
             for i, pre in enumerate(pres):
                 flat = pre.reshape(-1, pre.shape[-1])  # (examples [x positions], units)
@@ -95,7 +107,7 @@ class Activations(_Scheduled):
         self._measure = jax.jit(measure)
 
 
-@DIAGNOSTICS.register("landscape")
+@DIAGNOSTICS.register("landscape", doc="loss and gradient change along the gradient, effective β-smoothness (Santurkar et al. 2018, Fig. 4)")
 class Landscape(_Scheduled):
     """Santurkar et al. 2018, Fig. 4: along the gradient g = ∇L(w; B) of this step's batch B, for
     η in optim.lr × eta_multipliers: loss range min/max of L(w − ηg; B), gradient predictiveness
@@ -104,17 +116,16 @@ class Landscape(_Scheduled):
 
     name = "landscape"
 
-    def __init__(self, cfg: Config, trainer: Trainer):
+    def __init__(self, cfg: Config, program: TrainProgram):
         self.cfg = cfg.diagnostics.landscape
-        self.trainer = trainer
         etas = jnp.asarray(self.cfg.eta_multipliers, jnp.float32) * cfg.optim.lr
         mode = self.cfg.bn_mode
 
         def measure(state: TrainState):
-            x, y = trainer.batch_at(state)
+            x, y = program.batch_at(state)
 
             def loss(p):
-                return trainer.loss(p, state.batch_stats, x, y, bn_mode=mode)[0]
+                return program.model.loss(p, state.batch_stats, x, y, bn_mode=mode)[0]
 
             value_and_grad = jax.value_and_grad(loss)
             loss0, g = value_and_grad(state.params)
@@ -138,7 +149,7 @@ class Landscape(_Scheduled):
         self._measure = jax.jit(measure)
 
 
-@DIAGNOSTICS.register("ics")
+@DIAGNOSTICS.register("ics", doc="internal covariate shift ‖G − G′‖ and cos(G, G′) per layer (Santurkar et al. 2018, Def. 2.1)")
 class InternalCovariateShift(_Scheduled):
     """Santurkar et al. 2018, Def. 2.1: for each layer i above the first, G = ∇_{W_i} L(W_1..W_k; B)
     and G' = ∇_{W_i} L(W'_1..W'_{i−1}, W_i..W_k; B), with W' the weights after this step's actual
@@ -148,9 +159,9 @@ class InternalCovariateShift(_Scheduled):
 
     name = "ics"
 
-    def __init__(self, cfg: Config, trainer: Trainer):
+    def __init__(self, cfg: Config, program: TrainProgram):
         self.cfg = cfg.diagnostics.ics
-        depth = trainer.num_hidden
+        depth = program.model.num_hidden
         layers = list(range(1, depth + 1))  # hidden.1 .. hidden.{depth-1}, then the head
         self.names = [f"hidden.{i}" if i < depth else "head" for i in layers]
         mode = self.cfg.bn_mode
@@ -159,13 +170,13 @@ class InternalCovariateShift(_Scheduled):
             return tree["hidden"][i]["layer"]["kernel"] if i < depth else tree["head"]["kernel"]
 
         def measure(state: TrainState):
-            x, y = trainer.batch_at(state)
-            train_grads = jax.grad(lambda p: trainer.loss(p, state.batch_stats, x, y, bn_mode="batch",
-                                                          rng=trainer.step_rng(state, state.step))[0])(state.params)
-            updates, _ = trainer.tx.update(train_grads, state.opt_state, state.params)
+            x, y = program.batch_at(state)
+            train_grads = jax.grad(lambda p: program.model.loss(p, state.batch_stats, x, y, bn_mode="batch",
+                                                          rng=program.step_rng(state, state.step))[0])(state.params)
+            updates, _ = program.tx.update(train_grads, state.opt_state, state.params)
 
             def grad_at(p):
-                return jax.grad(lambda q: trainer.loss(q, state.batch_stats, x, y, bn_mode=mode)[0])(p)
+                return jax.grad(lambda q: program.model.loss(q, state.batch_stats, x, y, bn_mode=mode)[0])(p)
 
             G = grad_at(state.params)
             masks = jnp.asarray(layers, jnp.int32)
@@ -187,44 +198,44 @@ class InternalCovariateShift(_Scheduled):
         self._measure = jax.jit(measure)
 
 
-@DIAGNOSTICS.register("hessian")
+@DIAGNOSTICS.register("hessian", doc="top Hessian eigenvalues, trace, spectral density, gradient share (Ghorbani et al. 2019)")
 class Hessian(_Scheduled):
-    """Curvature of the loss on a fixed training batch (see bnlab.hessian): top-k eigenvalues,
+    """Curvature of the loss on a fixed training batch (see bnlab.measure.hessian): top-k eigenvalues,
     Hutchinson trace, SLQ spectral density (nodes and weights) and the gradient's share in the top-k
     eigenspace (Ghorbani et al. 2019). Probe vectors use a fixed key, so measurements over training
     differ only because the weights do."""
 
     name = "hessian"
 
-    def __init__(self, cfg: Config, trainer: Trainer):
+    def __init__(self, cfg: Config, program: TrainProgram):
         self.cfg = c = cfg.diagnostics.hessian
-        x = jnp.asarray(trainer.dataset.x_train[: c.batch_size])
-        y = jnp.asarray(trainer.dataset.y_train[: c.batch_size])
+        x = jnp.asarray(program.dataset.x_train[: c.batch_size])
+        y = jnp.asarray(program.dataset.y_train[: c.batch_size])
         key = jax.random.PRNGKey(c.seed)
 
         def measure(state: TrainState):
             def loss(p):
-                return trainer.loss(p, state.batch_stats, x, y, bn_mode=c.bn_mode)[0]
+                return program.model.loss(p, state.batch_stats, x, y, bn_mode=c.bn_mode)[0]
 
-            matvec, x0, unravel = H.flat_hvp(loss, state.params)
+            matvec, x0, unravel = flat_hvp(loss, state.params)
             n = x0.shape[0]
             k_eig, k_tr, k_slq = jax.random.split(key, 3)
             if c.method == "lanczos":
-                values, vectors = H.top_eigen_lanczos(matvec, n, c.top_k, min(c.iterations, n), k_eig)
+                values, vectors = top_eigen_lanczos(matvec, n, c.top_k, min(c.iterations, n), k_eig)
             else:
-                values, vectors = H.top_eigen_power(matvec, n, c.iterations, k_eig)
+                values, vectors = top_eigen_power(matvec, n, c.iterations, k_eig)
             g = jax.grad(lambda v: loss(unravel(v)))(x0)
             out = {f"hessian/eig_{j + 1}": values[j] for j in range(values.shape[0])}
-            out[f"hessian/grad_share_top{values.shape[0]}"] = H.gradient_share(g, vectors)
+            out[f"hessian/grad_share_top{values.shape[0]}"] = gradient_share(g, vectors)
             if c.trace_probes:
-                out["hessian/trace"] = H.hutchinson_trace(matvec, n, c.trace_probes, k_tr)
+                out["hessian/trace"] = hutchinson_trace(matvec, n, c.trace_probes, k_tr)
             if c.density_probes:
-                out["hessian/density_nodes"], out["hessian/density_weights"] = H.slq(matvec, n, c.density_probes, min(c.density_steps, n), k_slq)
+                out["hessian/density_nodes"], out["hessian/density_weights"] = slq(matvec, n, c.density_probes, min(c.density_steps, n), k_slq)
             return out
 
         self._measure = jax.jit(measure)
 
 
-def enabled(cfg: Config, trainer: Trainer) -> list[Diagnostic]:
+def enabled(cfg: Config, program: TrainProgram) -> list[Diagnostic]:
     """The scheduled diagnostics a config switches on (the loss surface runs once, after training)."""
-    return [DIAGNOSTICS.get(name)(cfg, trainer) for name in DIAGNOSTICS.names() if getattr(cfg.diagnostics, name).enabled]
+    return [DIAGNOSTICS.get(name)(cfg, program) for name in DIAGNOSTICS.names() if getattr(cfg.diagnostics, name).enabled]

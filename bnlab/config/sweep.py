@@ -17,14 +17,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from . import config as C
-from .errors import ConfigError
+from ..errors import ConfigError
+from .load import to_object, with_values
+from .schema import Config, SweepConfig
 
 
 @dataclass(frozen=True)
 class RunSpec:
     run_id: str
-    config: C.Config
+    config: Config
     varying: dict[str, Any]  # dotted key -> value, in axis order
 
 
@@ -51,7 +52,8 @@ def _plain(value: Any) -> Any:
 
 
 def expand(cfg: DictConfig) -> list[RunSpec]:
-    """All runs of a config, validated. A config without a sweep block is one run, id `run`."""
+    """All runs of a config (not yet validated: see bnlab.config.validate). A config without a sweep
+    block is one run, id `run`."""
     grid = OmegaConf.to_container(cfg.sweep.grid)
     zipped = OmegaConf.to_container(cfg.sweep.zip)
     both = set(grid) & set(zipped)
@@ -67,29 +69,19 @@ def expand(cfg: DictConfig) -> list[RunSpec]:
 
     grid_points = [dict(zip(grid, combo)) for combo in itertools.product(*grid.values())] or [{}]
     zip_points = [dict(zip(zipped, combo)) for combo in zip(*zipped.values())] or [{}]
-    base = C.with_values(cfg, {})
-    base.sweep = OmegaConf.structured(C.SweepConfig)  # each run's saved config is that run alone
+    base = with_values(cfg, {})
+    base.sweep = OmegaConf.structured(SweepConfig)  # each run's saved config is that run alone
 
     runs: list[RunSpec] = []
     seen: dict[str, dict[str, Any]] = {}
     for g in grid_points:
         for z in zip_points:
-            run_dc = C.with_values(base, {**g, **z})
+            run_dc = with_values(base, {**g, **z})
             # typed values (e.g. the string "1e6" read as the float 1000000.0) make the id
             varying = {k: _plain(OmegaConf.select(run_dc, k)) for k in {**g, **z}}
             rid = run_id(varying)
             if rid in seen:
                 raise ConfigError(f"sweep: two runs get the same id {rid!r} ({seen[rid]} and {varying}); remove repeated values")
             seen[rid] = varying
-            run_cfg = C.to_object(run_dc)
-            try:
-                C.validate(run_cfg)
-            except ConfigError as err:
-                raise ConfigError(f"{err}\n(in run {rid})" if varying else str(err)) from None
-            runs.append(RunSpec(rid, run_cfg, varying))
+            runs.append(RunSpec(rid, to_object(run_dc), varying))
     return runs
-
-
-def group_key(varying: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
-    """Runs that differ only in `seed` form one configuration (for means and spreads over seeds)."""
-    return tuple((k, v) for k, v in varying.items() if k != "seed")

@@ -9,13 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import Run, _legend_label, _nan_stats, _plt, _series
+from ..measure.hessian import density
+from .runs import COLORS, Run, has_metric, legend_label, nan_stats, pyplot, save, series
 
-COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
-
-
-def _has(groups: dict[str, list[Run]], metric: str) -> bool:
-    return any(metric in r for runs in groups.values() for run in runs for r in run.rows)
+SEED_BAND = "line: mean over seeds; band: min–max over seeds"
 
 
 def _mode(groups: dict[str, list[Run]], key: str) -> str:
@@ -24,23 +21,24 @@ def _mode(groups: dict[str, list[Run]], key: str) -> str:
 
 
 def _band(ax, runs: list[Run], lo_metric: str, hi_metric: str, color: str, label: str) -> None:
-    """Shaded band between the seed-mean of a min metric and of a max metric (Santurkar Fig. 4 style)."""
-    steps, lo = _series(runs, lo_metric)
-    _, hi = _series(runs, hi_metric)
+    """Shaded band between the seed-mean of a min metric and of a max metric (Santurkar Fig. 4 style:
+    the band spans the step sizes η, not the seeds)."""
+    steps, lo = series(runs, lo_metric)
+    _, hi = series(runs, hi_metric)
     if not len(steps):
         return
-    lo_mean, _, _ = _nan_stats(lo)
-    hi_mean, _, _ = _nan_stats(hi)
+    lo_mean, _, _ = nan_stats(lo)
+    hi_mean, _, _ = nan_stats(hi)
     ax.fill_between(steps, lo_mean, hi_mean, color=color, alpha=0.35, linewidth=0, label=label)
     ax.plot(steps, lo_mean, color=color, linewidth=0.8)
     ax.plot(steps, hi_mean, color=color, linewidth=0.8)
 
 
 def _line(ax, runs: list[Run], metric: str, color: str, label: str, style: str = "-") -> None:
-    steps, values = _series(runs, metric)
+    steps, values = series(runs, metric)
     if not len(steps):
         return
-    mean, lo, hi = _nan_stats(values)
+    mean, lo, hi = nan_stats(values)
     ax.plot(steps, mean, style, color=color, label=label)
     if len(runs) > 1:
         ax.fill_between(steps, lo, hi, color=color, alpha=0.15, linewidth=0)
@@ -48,22 +46,22 @@ def _line(ax, runs: list[Run], metric: str, color: str, label: str, style: str =
 
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
+    return save(fig, path)
 
 
 def landscape(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    if not _has(groups, "landscape/loss_min"):
+    if not has_metric(groups, "landscape/loss_min"):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     for (label, runs), color in zip(groups.items(), COLORS * 4):
-        name = _legend_label(label, runs)
+        name = legend_label(label, runs)
         _band(axes[0], runs, "landscape/loss_min", "landscape/loss_max", color, name)
         _band(axes[1], runs, "landscape/grad_pred_min", "landscape/grad_pred_max", color, name)
         _line(axes[2], runs, "landscape/beta_smoothness", color, name)
-    titles = ("loss landscape: range of L(w − ηg)", "gradient predictiveness: range of ‖g − ∇L(w − ηg)‖", "effective β-smoothness")
+    titles = ("loss landscape: L(w − ηg)\nband: min–max over η, mean over seeds",
+              "gradient predictiveness: ‖g − ∇L(w − ηg)‖\nband: min–max over η, mean over seeds",
+              "effective β-smoothness: max over η\n" + SEED_BAND)
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
@@ -75,63 +73,65 @@ def landscape(groups: dict[str, list[Run]], path: Path) -> Path | None:
 
 
 def activations(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    """Percentiles {15, 50, 85} of the followed units' pre-activations, first seed of each configuration."""
-    if not _has(groups, "activations/hidden.0/mean"):
+    """Percentiles {15, 50, 85} of the followed units' pre-activations, each averaged over seeds;
+    one row per configuration, one column per layer, y shared down each column."""
+    if not has_metric(groups, "activations/hidden.0/mean"):
         return None
-    plt = _plt()
+    plt = pyplot()
     layers = sorted({k.split("/")[1] for runs in groups.values() for run in runs for r in run.rows for k in r
                      if k.startswith("activations/hidden.") and k.endswith("/p50")}, key=lambda s: int(s.split(".")[1]))
-    fig, axes = plt.subplots(len(groups), len(layers), figsize=(3.6 * len(layers), 2.8 * len(groups)), squeeze=False, sharex=True)
+    fig, axes = plt.subplots(len(groups), len(layers), figsize=(3.6 * len(layers), 2.8 * len(groups) + 0.6), squeeze=False, sharex=True, sharey="col")
     for row, (label, runs) in zip(axes, groups.items()):
-        run = runs[0]
         for ax, layer in zip(row, layers):
-            units = sorted({k.split("/")[2] for r in run.rows for k in r if k.startswith(f"activations/{layer}/u")})
+            units = sorted({k.split("/")[2] for run in runs for r in run.rows for k in r if k.startswith(f"activations/{layer}/u")})
             for unit, color in zip(units, COLORS):
                 prefix = f"activations/{layer}/{unit}"
-                steps, p15 = _series([run], prefix + "/p15")
-                _, p50 = _series([run], prefix + "/p50")
-                _, p85 = _series([run], prefix + "/p85")
-                ax.fill_between(steps, p15[0], p85[0], color=color, alpha=0.2, linewidth=0)
-                ax.plot(steps, p50[0], color=color, label=unit)
-            ax.set_title(f"{label} — {layer}", fontsize=9)
+                steps, p15 = series(runs, prefix + "/p15")
+                _, p50 = series(runs, prefix + "/p50")
+                _, p85 = series(runs, prefix + "/p85")
+                ax.fill_between(steps, nan_stats(p15)[0], nan_stats(p85)[0], color=color, alpha=0.2, linewidth=0)
+                ax.plot(steps, nan_stats(p50)[0], color=color, label=unit)
+            ax.set_title(f"{legend_label(label, runs)}\n{layer}", fontsize=8)
             ax.grid(alpha=0.3)
-        row[0].set_ylabel("pre-activation\n(p15, p50, p85)")
+        row[0].set_ylabel("pre-activation")
     for ax in axes[-1]:
         ax.set_xlabel("training step")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"Input to the nonlinearity over training (Ioffe & Szegedy 2015, Fig. 1b,c); BN mode: {_mode(groups, 'activations/bn_mode')}", fontsize=11)
+    axes[0][0].legend(fontsize=7, title="unit", title_fontsize=7)
+    fig.suptitle("Input to the nonlinearity over training (Ioffe & Szegedy 2015, Fig. 1b,c): line = 50th, band = 15th–85th "
+                 f"percentile over the evaluation batch, each averaged over seeds; BN mode: {_mode(groups, 'activations/bn_mode')}", fontsize=9)
     return _save(fig, path)
 
 
 def saturation(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    if not _has(groups, "activations/hidden.0/saturated"):
+    if not has_metric(groups, "activations/hidden.0/saturated"):
         return None
-    plt = _plt()
+    plt = pyplot()
     layers = sorted({k.split("/")[1] for runs in groups.values() for run in runs for r in run.rows for k in r
                      if k.endswith("/saturated")}, key=lambda s: int(s.split(".")[1]))
     fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.4), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         for (label, runs), color in zip(groups.items(), COLORS * 4):
-            _line(ax, runs, f"activations/{layer}/saturated", color, _legend_label(label, runs))
+            _line(ax, runs, f"activations/{layer}/saturated", color, legend_label(label, runs))
         ax.set_title(layer, fontsize=10)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("fraction of saturated units")
+    fig.suptitle(f"Saturated sigmoid/tanh units ({SEED_BAND})", fontsize=10)
     axes[0][0].legend(fontsize=8)
     return _save(fig, path)
 
 
 def ics(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    if not _has(groups, "ics/head/l2"):
+    if not has_metric(groups, "ics/head/l2"):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(2, len(groups), figsize=(4.5 * len(groups), 6.5), squeeze=False, sharey="row")
     for col, (label, runs) in enumerate(groups.items()):
         layers = sorted({k.split("/")[1] for run in runs for r in run.rows for k in r if k.startswith("ics/") and k.endswith("/l2")})
         for layer, color in zip(layers, COLORS):
             _line(axes[0][col], runs, f"ics/{layer}/l2", color, layer)
             _line(axes[1][col], runs, f"ics/{layer}/cos", color, layer)
-        axes[0][col].set_title(_legend_label(label, runs), fontsize=10)
+        axes[0][col].set_title(legend_label(label, runs), fontsize=10)
         axes[0][col].set_yscale("log")
         axes[1][col].set_xlabel("training step")
         for ax in axes[:, col]:
@@ -139,41 +139,39 @@ def ics(groups: dict[str, list[Run]], path: Path) -> Path | None:
     axes[0][0].set_ylabel("‖G − G′‖₂")
     axes[1][0].set_ylabel("cos(G, G′)")
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"Internal covariate shift (Santurkar et al. 2018, Def. 2.1); BN mode: {_mode(groups, 'ics/bn_mode')}", fontsize=11)
+    fig.suptitle(f"Internal covariate shift (Santurkar et al. 2018, Def. 2.1), {SEED_BAND}; BN mode: {_mode(groups, 'ics/bn_mode')}", fontsize=10)
     return _save(fig, path)
 
 
 def hessian(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    if not _has(groups, "hessian/eig_1"):
+    if not has_metric(groups, "hessian/eig_1"):
         return None
-    plt = _plt()
+    plt = pyplot()
     share = next((k for runs in groups.values() for run in runs for r in run.rows for k in r if k.startswith("hessian/grad_share")), None)
     panels = [("hessian/eig_1", "top Hessian eigenvalue", "symlog")]
-    if _has(groups, "hessian/trace"):
+    if has_metric(groups, "hessian/trace"):
         panels.append(("hessian/trace", "Hessian trace (Hutchinson)", "symlog"))
     if share:
         panels.append((share, f"share of ‖g‖² in the top-{share.rsplit('top', 1)[-1]} eigenspace", "linear"))
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
     for ax, (metric, title, scale) in zip(axes[0], panels):
         for (label, runs), color in zip(groups.items(), COLORS * 4):
-            _line(ax, runs, metric, color, _legend_label(label, runs), "-o")
+            _line(ax, runs, metric, color, legend_label(label, runs), "-o")
         ax.set_title(title, fontsize=10)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_yscale(scale)
         ax.set_xlabel("training step")
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"Hessian of the loss on a fixed batch; BN mode: {_mode(groups, 'hessian/bn_mode')}", fontsize=11)
+    fig.suptitle(f"Hessian of the loss on a fixed batch, {SEED_BAND}; BN mode: {_mode(groups, 'hessian/bn_mode')}", fontsize=10)
     return _save(fig, path)
 
 
 def spectral_density(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    """SLQ density at the first and last measured step, first seed of each configuration."""
-    from .hessian import density
-
-    if not _has(groups, "hessian/density_nodes"):
+    """SLQ density at the first and last measured step of each configuration's first seed (named in the title)."""
+    if not has_metric(groups, "hessian/density_nodes"):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(groups), figsize=(4.8 * len(groups), 3.8), squeeze=False)
     for ax, (label, runs) in zip(axes[0], groups.items()):
         rows = [r for r in runs[0].rows if r.get("hessian/density_nodes") is not None]
@@ -184,7 +182,7 @@ def spectral_density(groups: dict[str, list[Run]], path: Path) -> Path | None:
             grid = np.linspace(nodes.min() - 5 * sigma, nodes.max() + 5 * sigma, 1000)
             ax.semilogy(grid, np.maximum(np.asarray(density(nodes, weights, grid, sigma)), 1e-8), color=color, label=f"step {r['step']}")
         ax.set_ylim(bottom=1e-6)
-        ax.set_title(label, fontsize=10)
+        ax.set_title(f"{label}\n(seed {runs[0].config.get('seed')} of {len(runs)})", fontsize=9)
         ax.set_xlabel("eigenvalue")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -192,20 +190,19 @@ def spectral_density(groups: dict[str, list[Run]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def surface(groups: dict[str, list[Run]], out_dir: Path, path: Path) -> Path | None:
-    found = {label: [json.loads((Path(out_dir) / "runs" / run.run_id / "surface.json").read_text())
-                     for run in runs if (Path(out_dir) / "runs" / run.run_id / "surface.json").exists()]
+def surface(groups: dict[str, list[Run]], path: Path) -> Path | None:
+    found = {label: [json.loads((run.path / "surface.json").read_text()) for run in runs if (run.path / "surface.json").exists()]
              for label, runs in groups.items()}
     found = {k: v for k, v in found.items() if v}
     if not found:
         return None
-    plt = _plt()
+    plt = pyplot()
     first = next(iter(found.values()))[0]
     if first["dims"] == 1:
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         for (label, surfaces), color in zip(found.items(), COLORS * 4):
             losses = np.array([s["loss"] for s in surfaces], dtype=float)
-            ax.plot(first["coords"], np.nanmean(losses, 0), color=color, label=label)
+            ax.plot(first["coords"], np.nanmean(losses, 0), color=color, label=f"{label} ({len(surfaces)} seeds)")
             if len(surfaces) > 1:
                 ax.fill_between(first["coords"], np.nanmin(losses, 0), np.nanmax(losses, 0), color=color, alpha=0.2, linewidth=0)
         ax.set_yscale("log")
@@ -222,14 +219,15 @@ def surface(groups: dict[str, list[Run]], out_dir: Path, path: Path) -> Path | N
             cs = ax.contour(surfaces[0]["coords"], surfaces[0]["coords"], loss.T, levels=20, cmap="viridis")
             ax.clabel(cs, fontsize=6, fmt="%.1f")
             ax.plot([0], [0], "k+")
-            ax.set_title(f"{label}: log10 loss", fontsize=10)
+            ax.set_title(f"{label}: log10 loss\n(first of {len(surfaces)} seeds)", fontsize=9)
         for ax in axes.flat[len(found):]:
             ax.axis("off")
-    fig.suptitle(f"Loss around the final weights (Li et al. 2018); BN params: {first['bn_params']}, BN statistics: {first['bn_stats']}", fontsize=10)
+    band = "; 1-D: line = mean, band = min–max over seeds" if first["dims"] == 1 else ""
+    fig.suptitle(f"Loss around the final weights (Li et al. 2018); BN params: {first['bn_params']}, BN statistics: {first['bn_stats']}{band}", fontsize=9)
     return _save(fig, path)
 
 
-def plot_diagnostics(groups: dict[str, list[Run]], out_dir: Path, fig_dir: Path, fmt: str) -> list[Path]:
+def plot_diagnostics(groups: dict[str, list[Run]], fig_dir: Path, fmt: str) -> list[Path]:
     made = [
         landscape(groups, fig_dir / f"landscape.{fmt}"),
         activations(groups, fig_dir / f"activations.{fmt}"),
@@ -237,6 +235,6 @@ def plot_diagnostics(groups: dict[str, list[Run]], out_dir: Path, fig_dir: Path,
         ics(groups, fig_dir / f"ics.{fmt}"),
         hessian(groups, fig_dir / f"hessian.{fmt}"),
         spectral_density(groups, fig_dir / f"spectral_density.{fmt}"),
-        surface(groups, out_dir, fig_dir / f"surface.{fmt}"),
+        surface(groups, fig_dir / f"surface.{fmt}"),
     ]
     return [p for p in made if p is not None]

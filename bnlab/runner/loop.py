@@ -9,29 +9,74 @@ results join the row of the step they measured.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import signal
 import time
 from typing import Any
 
 import jax
 
-from . import config as C
-from .data import Dataset
+from ..config.load import to_yaml
+from ..config.schema import Config
+from ..data.dataset import Dataset
+from ..measure import diagnostics
+from ..train import optim
+from ..train.evaluation import Evaluator
+from ..train.program import TrainProgram
+from ..train.vectorized import VectorizedProgram, pick, stack
 from .results import RunDir, atomic_write
 
 
-def _evaluation(trainer, state, bn_stats: str) -> dict[str, Any]:
-    """Validation and test metrics in evaluation mode, with running or population BN statistics."""
-    ds = trainer.dataset
-    if trainer.has_batch_stats and bn_stats == "population":
-        state = state._replace(batch_stats=trainer.population_stats(state))
-    val_loss, val_acc = trainer.evaluate(state, ds.x_val, ds.y_val)
-    test_loss, test_acc = trainer.evaluate(state, ds.x_test, ds.y_test)
-    row = {"val_loss": val_loss, "val_acc": val_acc, "test_loss": test_loss, "test_acc": test_acc}
-    if trainer.task == "regression":
-        del row["val_acc"], row["test_acc"]
-    if trainer.has_batch_stats:
-        row["eval_bn_stats"] = bn_stats  # which BN statistics the evaluation used
-    return row
+class ProgramCache:
+    """Programs, evaluators and diagnostics built in this process, reused by later runs of the same
+    structure (runs that differ only in the seed share one compilation). Bounded, oldest out."""
+
+    def __init__(self, size: int = 8):
+        self.size = size
+        self._entries: dict[str, dict[str, Any]] = {}
+
+    def _entry(self, cfg: Config, dataset: Dataset) -> dict[str, Any]:
+        d = dataclasses.asdict(cfg)  # everything that changes the compiled program or its data
+        d.pop("seed"), d.pop("name"), d.pop("sweep"), d.pop("diagnostics")
+        d["train"].pop("checkpoint_every")
+        key = json.dumps(d, sort_keys=True) + f"|{id(dataset)}"
+        if key not in self._entries:
+            if len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+            program = TrainProgram(cfg, dataset)
+            evaluator = Evaluator(program.model, cfg, dataset, program.x_train, program.batch_size)
+            self._entries[key] = {"program": program, "evaluator": evaluator, "diagnostics": {}}
+        return self._entries[key]
+
+    def program(self, cfg: Config, dataset: Dataset) -> TrainProgram:
+        return self._entry(cfg, dataset)["program"]
+
+    def evaluator(self, cfg: Config, dataset: Dataset) -> Evaluator:
+        return self._entry(cfg, dataset)["evaluator"]
+
+    def diagnostics(self, cfg: Config, dataset: Dataset) -> list:
+        """The enabled diagnostics of `cfg`, built once per diagnostics config (so seeds share their compilation)."""
+        built = self._entry(cfg, dataset)["diagnostics"]
+        key = json.dumps(dataclasses.asdict(cfg.diagnostics), sort_keys=True)
+        if key not in built:
+            built[key] = diagnostics.enabled(cfg, self.program(cfg, dataset))
+        return built[key]
+
+
+PROGRAMS = ProgramCache()
+
+
+def _die_if_asked(rd: RunDir, step: int) -> None:
+    """Fault injection for tests: BNLAB_DIE_AT=<run_id>:<step> SIGKILLs this process right after
+    that run has written its row for that step, once (a marker file in the run folder remembers),
+    so kill-and-resume tests need no timing."""
+    if os.environ.get("BNLAB_DIE_AT") == f"{rd.run_id}:{step}":
+        marker = rd.path / f".killed-at-{step}"
+        if not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _TrainMeans:
@@ -60,23 +105,22 @@ class _TrainMeans:
 class _Run:
     """One run's side of the loop: its folder, checkpoints, diagnostics, training means, status."""
 
-    def __init__(self, cfg: C.Config, dataset: Dataset, rd: RunDir, shared):
-        from . import diagnostics, optim
-        from .train import get_trainer
-
+    def __init__(self, cfg: Config, dataset: Dataset, rd: RunDir, shared: TrainProgram):
         self.cfg, self.rd = cfg, rd
         self.total = shared.total_steps
+        self.steps_per_epoch = shared.steps_per_epoch
         self.lr = optim.schedule(cfg.optim, self.total)
-        enabled = [n for n in diagnostics.DIAGNOSTICS.names() if getattr(cfg.diagnostics, n).enabled]
-        # diagnostics may depend on this run's optimiser numbers, so they use the run's own trainer
-        self.trainer = get_trainer(cfg, dataset) if enabled or cfg.diagnostics.surface.enabled else shared
-        self.diags = self.trainer.diagnostics(cfg, lambda: diagnostics.enabled(cfg, self.trainer))
+        self.evaluator = PROGRAMS.evaluator(shared.cfg, dataset)  # evaluation does not depend on optimiser numbers
+        # diagnostics may depend on this run's optimiser numbers, so they use the run's own program
+        measured = any(getattr(cfg.diagnostics, n).enabled for n in diagnostics.DIAGNOSTICS.names()) or cfg.diagnostics.surface.enabled
+        self.program = PROGRAMS.program(cfg, dataset) if measured else shared
+        self.diags = PROGRAMS.diagnostics(cfg, dataset) if measured else []
         self.diag_steps = [d.steps(self.total) for d in self.diags]
         self.means = _TrainMeans()
         self.status = "running"
         self.ckpt = None
         if cfg.train.checkpoint_every > 0:
-            from .checkpoint import Checkpoints
+            from ..train.checkpoint import Checkpoints  # orbax is imported only by runs that checkpoint
 
             self.ckpt = Checkpoints(rd.checkpoint_dir)
 
@@ -85,7 +129,7 @@ class _Run:
         after it are dropped, since they will be redone."""
         self.rd.path.mkdir(parents=True, exist_ok=True)
         if not self.rd.config_path.exists():
-            atomic_write(self.rd.config_path, C.to_yaml(self.cfg))
+            atomic_write(self.rd.config_path, to_yaml(self.cfg))
         self.wall_offset = 0.0
         if self.ckpt is not None and self.ckpt.latest_step() is not None:
             state = self.ckpt.restore(state)
@@ -96,18 +140,18 @@ class _Run:
         self.rd.set_status("running", step=int(state.step), total_steps=self.total)
         return state
 
-    def diverge(self, step: int, steps_per_epoch: int) -> None:
-        self.rd.append_metrics({"step": step, "epoch": step / steps_per_epoch, "train_loss": float("nan")})
+    def diverge(self, step: int) -> None:
+        self.rd.append_metrics({"step": step, "epoch": step / self.steps_per_epoch, "train_loss": float("nan")})
         self.rd.set_status("diverged", step=step, diverged_step=step, total_steps=self.total)
         self.status = "diverged"
 
     def write_row(self, event: int, state, summary, log_step: bool, wall: float) -> dict[str, Any]:
-        row: dict[str, Any] = {"step": event, "epoch": event / self.trainer.steps_per_epoch}
+        row: dict[str, Any] = {"step": event, "epoch": event / self.steps_per_epoch}
         if log_step:
             if event > 0:
                 row.update(self.means.pop())
                 row.update({f"param_norm/{k}": v for k, v in summary["param_norms"].items()})
-            row.update(_evaluation(self.trainer, state, self.cfg.train.eval_bn_stats))
+            row.update(self.evaluator.metrics(state, self.cfg.train.eval_bn_stats))
             row["lr"] = float(self.lr(max(event - 1, 0)))
         for d, steps in zip(self.diags, self.diag_steps):
             if event in steps:
@@ -117,13 +161,14 @@ class _Run:
         if self.ckpt is not None and log_step and event > 0 and (event % self.cfg.train.checkpoint_every == 0 or event == self.total):
             self.ckpt.save(state)
         self.rd.set_status("running", step=event, total_steps=self.total)
+        _die_if_asked(self.rd, event)
         return row
 
     def finish(self, state, wall: float, compile_seconds: float) -> None:
         if self.cfg.diagnostics.surface.enabled:
-            from .surface import loss_surface, to_json
+            from ..measure.surface import loss_surface, to_json
 
-            atomic_write(self.rd.path / "surface.json", to_json(loss_surface(self.trainer, state, self.cfg.diagnostics.surface)))
+            atomic_write(self.rd.path / "surface.json", to_json(loss_surface(self.program, state, self.cfg.diagnostics.surface)))
         self.rd.set_status("done", step=self.total, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds)
         self.status = "done"
 
@@ -132,64 +177,20 @@ class _Run:
             self.ckpt.close()
 
 
-class _GroupChunk:
-    """Compiled chunks for K runs at once: vmap over stacked states and the optimiser numbers
-    that differ between the runs (traced, so the K runs share one program)."""
-
-    def __init__(self, trainer, cfgs: list[C.Config]):
-        import jax.numpy as jnp
-
-        from .train import OPTIMIZER_NUMBERS, TrainState
-
-        varying = [k for k in OPTIMIZER_NUMBERS if len({getattr(c.optim, k) for c in cfgs}) > 1]
-        self.trainer = trainer
-        self.numbers = {k: jnp.asarray([getattr(c.optim, k) for c in cfgs], jnp.float32) for k in varying}
-        # the step counter is shared, not batched: the runs advance in lockstep, and an unbatched
-        # step keeps the epoch's `lax.cond` a real branch instead of computing a permutation per step
-        axes = TrainState(step=None, params=0, batch_stats=0, opt_state=0, key=0)
-        self._fn = jax.jit(jax.vmap(trainer._train_chunk, in_axes=(axes, None, None, None, 0), out_axes=(axes, 0)), donate_argnums=0)
-        self._compiled = None
-
-    def compile(self, state) -> float:
-        if self._compiled is not None:
-            return 0.0
-        import jax.numpy as jnp
-
-        t0 = time.perf_counter()
-        self._compiled = self._fn.lower(state, self.trainer.x_train, self.trainer.y_train, jnp.int32(1), self.numbers).compile()
-        return time.perf_counter() - t0
-
-    def __call__(self, state, num_steps: int):
-        import jax.numpy as jnp
-
-        self.compile(state)
-        return self._compiled(state, self.trainer.x_train, self.trainer.y_train, jnp.int32(num_steps), self.numbers)
-
-
-def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progress: bool = False) -> list[str]:
+def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], progress: bool = False) -> list[str]:
     """Train runs that differ only in VECTOR_KEYS numbers (and start at the same step) together:
     one vmapped program when there are several, the ordinary compiled chunks for one. Each run is
     written to its own folder exactly as if it had been trained alone. Returns the final statuses."""
-    from .train import get_trainer
-
-    shared = get_trainer(cfgs[0], dataset)
+    shared = PROGRAMS.program(cfgs[0], dataset)
     runs = [_Run(cfg, dataset, rd, shared) for cfg, rd in zip(cfgs, rds)]
     states = [run.open(shared.init(cfg.seed, cfg.model)) for run, cfg in zip(runs, cfgs)]
     step = int(states[0].step)
     if any(int(s.step) != step for s in states):
         raise ValueError("run_group: the runs of a group must start at the same step")
-    vectorized = len(runs) > 1
-    if vectorized:
-        engine = _GroupChunk(shared, cfgs)
-        state = jax.tree.map(lambda *xs: jax.numpy.stack(xs), *states)._replace(step=states[0].step)
-
-        def pick(tree, k):
-            if hasattr(tree, "_replace"):  # a TrainState: its step is shared
-                return jax.tree.map(lambda a: a[k], tree._replace(step=None))._replace(step=tree.step)
-            return jax.tree.map(lambda a: a[k], tree)
+    if len(runs) > 1:
+        engine, state, select = VectorizedProgram(shared, cfgs), stack(states), pick
     else:
-        engine, state = shared, states[0]
-        pick = lambda tree, k: tree  # noqa: E731
+        engine, state, select = shared, states[0], (lambda tree, k: tree)
     total = shared.total_steps
     log_steps = set(range(cfgs[0].train.log_every, total, cfgs[0].train.log_every)) | {total}
     events = sorted(s for s in log_steps.union(*runs[0].diag_steps, {0}) if s >= step)
@@ -208,23 +209,23 @@ def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progres
                 continue  # resumed exactly here: this row was written before the checkpoint
             if event > step:
                 t0 = time.perf_counter()
-                state, summary = (engine(state, event - step) if vectorized else engine.train_chunk(state, event - step))
+                state, summary = engine.train_chunk(state, event - step)
                 summary = jax.device_get(summary)
                 seconds = time.perf_counter() - t0
                 for k, run in enumerate(runs):
                     if run.status != "running":
                         continue
-                    bad = int(pick(summary, k)["first_nonfinite"])
+                    bad = int(select(summary, k)["first_nonfinite"])
                     if bad >= 0:  # a diverged run of a group keeps computing NaNs; nothing more is written
-                        run.diverge(step + bad, shared.steps_per_epoch)
+                        run.diverge(step + bad)
                     else:
-                        run.means.add(pick(summary, k), event - step, seconds)
+                        run.means.add(select(summary, k), event - step, seconds)
                 if bar is not None:
                     bar.update(event - step)
                 step = event
             for k, run in enumerate(runs):
                 if run.status == "running":
-                    row = run.write_row(event, pick(state, k), pick(summary, k) if summary is not None else None,
+                    row = run.write_row(event, select(state, k), select(summary, k) if summary is not None else None,
                                         event in log_steps or event == 0, time.perf_counter() - started)
                     if bar is not None and k == 0 and "test_loss" in row:
                         bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3g}", test_loss=f"{row['test_loss']:.3g}")
@@ -232,7 +233,7 @@ def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progres
                 break
         for k, run in enumerate(runs):
             if run.status == "running":
-                run.finish(pick(state, k), time.perf_counter() - started, compile_seconds)
+                run.finish(select(state, k), time.perf_counter() - started, compile_seconds)
         return [run.status for run in runs]
     finally:
         if bar is not None:
@@ -241,7 +242,7 @@ def run_group(cfgs: list[C.Config], dataset: Dataset, rds: list[RunDir], progres
             run.close()
 
 
-def run_one(cfg: C.Config, dataset: Dataset, rd: RunDir, progress: bool = False) -> str:
+def run_one(cfg: Config, dataset: Dataset, rd: RunDir, progress: bool = False) -> str:
     """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final
     status; an exception is recorded in the run's status as `failed`, not raised."""
     try:

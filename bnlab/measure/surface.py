@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import SurfaceConfig
-from .train import Trainer, TrainState, per_example
+from ..config.schema import SurfaceConfig
+from ..train.program import TrainProgram
+from ..train.state import TrainState, per_example
 
 
 def filter_normalized_direction(key: jax.Array, params: Any, bn_params: str) -> Any:
@@ -41,9 +42,9 @@ def filter_normalized_direction(key: jax.Array, params: Any, bn_params: str) -> 
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def loss_surface(trainer: Trainer, state: TrainState, cfg: SurfaceConfig) -> dict[str, Any]:
-    x = jnp.asarray(trainer.dataset.x_train[: cfg.batch_size])
-    y = jnp.asarray(trainer.dataset.y_train[: cfg.batch_size])
+def loss_surface(program: TrainProgram, state: TrainState, cfg: SurfaceConfig) -> dict[str, Any]:
+    x = jnp.asarray(program.dataset.x_train[: cfg.batch_size])
+    y = jnp.asarray(program.dataset.y_train[: cfg.batch_size])
     k1, k2 = jax.random.split(jax.random.PRNGKey(cfg.seed))
     d1 = filter_normalized_direction(k1, state.params, cfg.bn_params)
     d2 = filter_normalized_direction(k2, state.params, cfg.bn_params)
@@ -51,8 +52,8 @@ def loss_surface(trainer: Trainer, state: TrainState, cfg: SurfaceConfig) -> dic
 
     def at(a, b):
         p = jax.tree.map(lambda w, u, v: w + a * u + b * v, state.params, d1, d2)
-        loss, (logits, _) = trainer.loss(p, state.batch_stats, x, y, bn_mode=cfg.bn_stats)
-        correct = per_example(logits, y, trainer.task)[1]
+        loss, (logits, _) = program.model.loss(p, state.batch_stats, x, y, bn_mode=cfg.bn_stats)
+        correct = per_example(logits, y, program.model.task)[1]
         return loss, jnp.mean(correct) if correct is not None else jnp.nan
 
     if cfg.dims == 1:

@@ -2,8 +2,8 @@
 
 One small run keeps about one core busy, so on a CPU the fastest way through a sweep is one
 single-threaded worker per core. Workers are spawned fresh (no JAX state is forked), pin
-themselves to a core, limit XLA to one thread, re-plan the same config (validation is
-deterministic and cheap) and take run ids from a shared queue. The parent owns the summary table
+themselves to a core, limit XLA to one thread, re-plan the same config from the plan they are
+handed (validation is deterministic and cheap) and take run ids from a shared queue. The parent owns the summary table
 and the progress bar. A worker that dies takes only its current run with it: that run is recorded
 as failed (a rerun retries it) and the other workers carry on.
 
@@ -16,7 +16,12 @@ import multiprocessing as mp
 import os
 import queue
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .results import RunDir
+
+if TYPE_CHECKING:  # plan imports JAX, which a worker may import only after setting its environment
+    from .plan import Plan
 
 
 def _die_with_parent() -> None:
@@ -38,17 +43,17 @@ def _single_threaded_env(core: int) -> None:
         os.sched_setaffinity(0, {cores[core % len(cores)]})
 
 
-def _worker(index: int, plan_args: tuple, parent: int, jobs, events) -> None:
+def _worker(index: int, source: dict, out_dir: Path, parent: int, jobs, events) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the line above took effect
         return
     _single_threaded_env(index)
-    from . import runner
+    from .compilation_cache import enable_compilation_cache
     from .loop import run_one
-    from .results import RunDir
+    from .plan import plan
 
-    runner.enable_compilation_cache()
-    p = runner.plan(*plan_args)
+    enable_compilation_cache()
+    p = plan(source, (), out_dir)
     specs = {s.run_id: s for s in p.runs}
     while True:
         rid = jobs.get()
@@ -59,17 +64,16 @@ def _worker(index: int, plan_args: tuple, parent: int, jobs, events) -> None:
         events.put(("end", index, rid, status))
 
 
-def run_parallel(plan_args: tuple, out_dir: Path, run_ids: list[str], workers: int, on_done) -> dict[str, int]:
-    """Run `run_ids` in `workers` processes; `on_done(run_id, status)` is called in the parent."""
-    from .results import RunDir
-
+def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[str, int]:
+    """Run `run_ids` of plan `p` in `workers` processes; `on_done(run_id, status)` is called in the parent."""
+    out_dir = p.out_dir
     ctx = mp.get_context("spawn")
     jobs, events = ctx.Queue(), ctx.Queue()
     for rid in run_ids:
         jobs.put(rid)
     for _ in range(workers):
         jobs.put(None)
-    procs = [ctx.Process(target=_worker, args=(i, plan_args, os.getpid(), jobs, events), daemon=True) for i in range(workers)]
+    procs = [ctx.Process(target=_worker, args=(i, p.source, p.out_dir, os.getpid(), jobs, events), daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
     in_flight: dict[int, str] = {}

@@ -13,8 +13,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .config import OptimConfig
-from .registry import Registry
+from ..config.schema import OptimConfig
+from ..registry import Registry
 
 
 def kernels_only(params):

@@ -19,22 +19,28 @@ import os
 import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError
+from .results import RunDir
+
+if TYPE_CHECKING:
+    from .plan import Plan
+
 
 def _task(cwd: str, out_dir: str, run_id: str, cfg) -> str:
     os.chdir(cwd)
-    from . import data, runner
+    from ..data.dataset import load
+    from .compilation_cache import enable_compilation_cache
     from .loop import run_one
-    from .results import RunDir
 
-    runner.enable_compilation_cache()
-    return run_one(cfg, data.load(cfg.data), RunDir(Path(out_dir) / "runs" / run_id))
+    enable_compilation_cache()
+    return run_one(cfg, load(cfg.data), RunDir(Path(out_dir) / "runs" / run_id))
 
 
 def _check_reachable(address: str) -> None:
     """Fail in seconds, not after Ray's long connection retries, when nothing listens at host:port."""
     import socket
-
-    from .errors import ConfigError
 
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or "://" in address:
@@ -45,12 +51,10 @@ def _check_reachable(address: str) -> None:
         raise ConfigError(f"--address {address}: no Ray cluster answers there ({err.strerror or err})") from None
 
 
-def run_on_ray(out_dir: Path, specs: list, address: str | None, retries: int, on_done) -> dict[str, int]:
+def run_on_ray(p: "Plan", specs: list, address: str | None, retries: int, on_done) -> dict[str, int]:
     import ray
 
-    from .errors import ConfigError
-    from .results import RunDir
-
+    out_dir = p.out_dir
     warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called")  # Ray starts its helpers by fork+exec
     if address is None:  # a local Ray is a single node: keep all of its traffic on loopback
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -62,7 +66,10 @@ def run_on_ray(out_dir: Path, specs: list, address: str | None, retries: int, on
         raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
     try:
         threads = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        task = ray.remote(num_cpus=1, max_retries=retries, runtime_env={"env_vars": {"XLA_FLAGS": threads}})(_task)
+        env = {"XLA_FLAGS": threads}
+        if "BNLAB_DIE_AT" in os.environ:  # the tests' fault injection reaches the tasks too
+            env["BNLAB_DIE_AT"] = os.environ["BNLAB_DIE_AT"]
+        task = ray.remote(num_cpus=1, max_retries=retries, runtime_env={"env_vars": env})(_task)
         cwd, out = os.getcwd(), str(Path(out_dir).resolve())
         pending = {task.remote(cwd, out, spec.run_id, spec.config): spec.run_id for spec in specs}
         counts: dict[str, int] = {}

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .config import ModelConfig
-from .registry import Registry
+from ..config.schema import ModelConfig
+from ..registry import Registry
 
 
 @dataclass(frozen=True)

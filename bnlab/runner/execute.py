@@ -1,8 +1,10 @@
-"""Run a config: validate everything, then train each run of its sweep into its own folder.
+"""Execute a plan: train each unfinished run of a sweep into its own folder.
 
 Rerunning the same command skips runs that are done or diverged, resumes unfinished ones from
 their latest checkpoint (or restarts them), and retries failed ones. A run that raises is recorded
-as failed with its error and the sweep goes on; a non-finite loss is recorded as diverged.
+as failed with its error and the sweep goes on; a non-finite loss is recorded as diverged. Runs go
+one by one in this process, as vectorised groups in this process, to local worker processes, or to
+Ray; every executor is handed the plan and writes the same folders.
 """
 
 from __future__ import annotations
@@ -11,70 +13,14 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from . import config as C
-from . import data as D
-from . import sweep as S
-from .errors import ConfigError
+from ..config.sweep import RunSpec
+from ..errors import ConfigError
+from ..train.vectorized import shared_program_key
+from .compilation_cache import enable_compilation_cache
 from .loop import run_group
+from .plan import Plan
 from .results import RunDir, write_summary
-
-
-def enable_compilation_cache() -> None:
-    """JAX's persistent compilation cache (BNLAB_JAX_CACHE=dir, or 'off'): reruns skip compiling."""
-    import jax
-
-    path = os.environ.get("BNLAB_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "bnlab", "jax"))
-    if path.lower() in ("", "0", "off", "none"):
-        return
-    jax.config.update("jax_compilation_cache_dir", path)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def flat_config(cfg: C.Config) -> dict[str, Any]:
-    flat = C.flatten(C.to_dict(cfg))
-    return {k: v for k, v in flat.items() if not k.startswith("sweep.")}
-
-
-@dataclass
-class Plan:
-    """A validated sweep, ready to run: nothing has been written yet."""
-
-    out_dir: Path
-    runs: list[S.RunSpec]
-    datasets: dict[str, D.Dataset]  # run id -> its prepared dataset (runs with one data config share it)
-    args: tuple  # (config_path, overrides, out): how worker processes re-plan the same sweep
-
-
-def plan(config_path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None) -> Plan:
-    """Load, expand and validate, including the checks that need the data. Raises ConfigError."""
-    cfg = C.load(config_path, overrides)
-    runs = S.expand(cfg)
-    datasets: dict[str, D.Dataset] = {}
-    for spec in runs:
-        dataset = D.load(spec.config.data)
-        C.validate_against_data(spec.config, len(dataset.y_train), dataset.task)
-        datasets[spec.run_id] = dataset
-    out_dir = Path(out) if out is not None else Path("results") / runs[0].config.name
-    for spec in runs:
-        _check_same_config(RunDir(out_dir / "runs" / spec.run_id), spec.config)
-    return Plan(out_dir, runs, datasets, (config_path, tuple(overrides), out_dir))
-
-
-def _check_same_config(rd: RunDir, cfg: C.Config) -> None:
-    """Refuse to mix results of different configs under one run id."""
-    if not rd.config_path.exists():
-        return
-    old = C.flatten(C.to_dict(C.to_object(C.load(rd.config_path))))
-    new = C.flatten(C.to_dict(cfg))
-    diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
-    if diff:
-        raise ConfigError(
-            f"{rd.path} holds results of a different config ({'; '.join(diff[:5])}); "
-            "give another --out, or delete that folder to start over"
-        )
 
 
 def default_workers(pending: int) -> int:
@@ -110,16 +56,14 @@ def default_vectorize() -> bool:
     return jax.default_backend() != "cpu"
 
 
-def vector_groups(p: Plan, todo: list[S.RunSpec]) -> list[list[S.RunSpec]]:
-    """Runs that can share one vmapped program: same group_key and starting from scratch (a run
-    with a checkpoint to resume from goes alone, as the runs of a group advance in lockstep)."""
-    from .train import group_key
-
-    groups: dict[str, list[S.RunSpec]] = {}
+def vector_groups(p: Plan, todo: list[RunSpec]) -> list[list[RunSpec]]:
+    """Runs that can share one vmapped program: the same shared_program_key and starting from scratch
+    (a run with a checkpoint to resume from goes alone, as the runs of a group advance in lockstep)."""
+    groups: dict[str, list[RunSpec]] = {}
     for spec in todo:
         ckpt = p.out_dir / "runs" / spec.run_id / "checkpoints"
         resumable = ckpt.is_dir() and any(c.name.isdigit() for c in ckpt.iterdir())
-        key = spec.run_id if resumable else group_key(spec.config) + f"|{id(p.datasets[spec.run_id])}"
+        key = spec.run_id if resumable else shared_program_key(spec.config) + f"|{id(p.datasets[spec.run_id])}"
         groups.setdefault(key, []).append(spec)
     return list(groups.values())
 
@@ -167,7 +111,7 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
         bar = tqdm(total=len(p.runs), initial=len(p.runs) - len(todo), desc=f"sweep {p.out_dir} ({workers} worker{'s' * (workers > 1)})", unit="run", dynamic_ncols=True)
 
     def done(run_id: str, status: str) -> None:
-        write_summary(p.out_dir, p.runs, flat_config)
+        write_summary(p.out_dir, p.runs)
         if bar is not None:
             bar.update(1)
 
@@ -175,12 +119,12 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
         if executor.kind == "ray":
             from .ray_executor import run_on_ray
 
-            for status, n in run_on_ray(p.out_dir, todo, executor.address, executor.retries, done).items():
+            for status, n in run_on_ray(p, todo, executor.address, executor.retries, done).items():
                 counts[status] = counts.get(status, 0) + n
         elif workers > 1:
-            from .parallel import run_parallel
+            from .workers import run_parallel
 
-            for status, n in run_parallel(p.args, p.out_dir, [s.run_id for s in todo], workers, done).items():
+            for status, n in run_parallel(p, [s.run_id for s in todo], workers, done).items():
                 counts[status] = counts.get(status, 0) + n
         else:
             for group in vector_groups(p, todo) if vectorize else [[spec] for spec in todo]:
@@ -195,7 +139,7 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
                 for spec, status in zip(group, statuses):
                     counts[status] = counts.get(status, 0) + 1
                     done(spec.run_id, status)
-        write_summary(p.out_dir, p.runs, flat_config)
+        write_summary(p.out_dir, p.runs)
     finally:
         if bar is not None:
             bar.close()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jax
 
-from .train import TrainState
+from .state import TrainState
 
 
 class Checkpoints:

@@ -25,10 +25,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .config import ModelConfig
-from .models import ACTIVATIONS, MODELS, kernel_init
+from ..config.schema import ModelConfig
+from ..registry import Registry
+from .activations import ACTIVATIONS
+from .initializers import kernel_init
 from .norms import BatchNorm, Identity, LayerNorm
-from .registry import Registry
 
 
 class PerStepBatchNorm(nnx.Module):
@@ -139,18 +140,14 @@ class _RowReader(nnx.Module):
         return (logits, pres) if capture else logits
 
 
-@MODELS.register("rnn")
 class SimpleRNN(_RowReader):
     """Simple (Elman) RNN reading the image row by row: h_t = act(N(W_x x_t) + N(W_h h_{t-1}) + b)."""
 
     gates = 1
 
 
-@MODELS.register("lstm")
 class LSTM(_RowReader):
     """LSTM reading the image row by row; gates from N(W_x x_t) + N(W_h h_{t-1}) + b, h_t = o * tanh(N(c_t))."""
 
     gates = 4
 
-
-RECURRENT = ("rnn", "lstm")

@@ -20,8 +20,14 @@ import io
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
+
+import yaml
+
+from ..config.load import flatten, to_dict
+from ..errors import ConfigError
 
 FINISHED = ("done", "diverged")  # a rerun skips these; "running" and "failed" runs are redone
 
@@ -101,7 +107,7 @@ class RunDir:
 
 
 def final_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The last value of every metric (diverged runs: the last finite one logged)."""
+    """The last logged value of every metric."""
     out: dict[str, Any] = {}
     for row in rows:
         for k, v in row.items():
@@ -110,14 +116,28 @@ def final_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def write_summary(out_dir: Path, runs: Iterable[Any], flat_config) -> Path:
+def final_metrics(status: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's final scalar metrics (per-parameter norms and list-valued measurements left out).
+    A diverged run has none: its last finite values describe a network before it blew up, and
+    must not enter means over seeds as if they were results."""
+    if status.get("status") == "diverged":
+        return {}
+    final = final_row(rows)
+    return {k: v for k, v in final.items() if not k.startswith(("grad_norm/", "param_norm/")) and not isinstance(v, list)}
+
+
+def flat_config(cfg: Any) -> dict[str, Any]:
+    """A run's config as dotted keys, without the (empty) sweep block."""
+    return {k: v for k, v in flatten(to_dict(cfg)).items() if not k.startswith("sweep.")}
+
+
+def write_summary(out_dir: Path, runs: Iterable[Any]) -> Path:
     """summary.csv: a row per run (id, status, varying values, final metrics, full config)."""
     rows, varying_keys, metric_keys, config_keys = [], [], [], []
     for spec in runs:
         rd = RunDir(out_dir / "runs" / spec.run_id)
         status = rd.status()
-        final = final_row(rd.metrics())
-        metrics = {k: v for k, v in final.items() if not k.startswith(("grad_norm/", "param_norm/")) and not isinstance(v, list)}
+        metrics = final_metrics(status, rd.metrics())
         cfg = flat_config(spec.config)
         row = {"run_id": spec.run_id, "status": status["status"], "diverged_step": status.get("diverged_step")}
         row.update(spec.varying)
@@ -140,3 +160,43 @@ def write_summary(out_dir: Path, runs: Iterable[Any], flat_config) -> Path:
 def read_summary(out_dir: Path) -> list[dict[str, str]]:
     with open(Path(out_dir) / "summary.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+@dataclass
+class SavedRun:
+    """A run as saved in its folder: flattened config, status and metrics rows."""
+
+    run_id: str
+    config: dict[str, Any]  # flattened
+    status: dict[str, Any]
+    rows: list[dict[str, Any]]
+    path: Path
+
+    @property
+    def diverged(self) -> bool:
+        return self.status.get("status") == "diverged"
+
+
+def load_runs(out_dir: str | Path) -> list[SavedRun]:
+    """Every run of a results folder that has a config, in the sweep's order."""
+    runs_dir = Path(out_dir) / "runs"
+    if not runs_dir.is_dir():
+        raise ConfigError(f"{out_dir}: no runs/ folder here; give a folder written by `bnlab run`")
+    paths = sorted(p for p in runs_dir.iterdir() if (p / "config.yaml").exists())
+    summary = Path(out_dir) / "summary.csv"
+    if summary.exists():  # the sweep's own order (none, batch, layer), not the alphabet's
+        order = {row["run_id"]: i for i, row in enumerate(read_summary(Path(out_dir)))}
+        paths.sort(key=lambda p: order.get(p.name, len(order)))
+    runs = []
+    for path in paths:
+        rd = RunDir(path)
+        flat = flatten(yaml.safe_load(rd.config_path.read_text()))  # as saved: results of older versions still plot
+        runs.append(SavedRun(rd.run_id, {k: v for k, v in flat.items() if not k.startswith("sweep.")}, rd.status(), rd.metrics(), path))
+    if not runs:
+        raise ConfigError(f"{out_dir}: no runs with results yet")
+    return runs
+
+
+def varying_keys(runs: list[SavedRun]) -> list[str]:
+    keys = list(runs[0].config)
+    return [k for k in keys if len({repr(r.config.get(k)) for r in runs}) > 1]

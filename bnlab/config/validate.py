@@ -1,0 +1,176 @@
+"""Semantic validation: ranges and registry names, checked for every run before any work starts.
+
+Each problem names its key and what is allowed, and all problems are reported at once. This module
+sits above the registries (datasets, models, norms, optimisers), which only know the schema.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ..data.sources import parse_name
+from ..errors import ConfigError
+from ..nn.activations import ACTIVATIONS
+from ..nn.initializers import INITIALIZERS
+from ..nn.models import MODELS, RECURRENT
+from ..nn.norms import NORMS
+from ..nn.recurrent import RNN_NORMS
+from ..train.optim import OPTIMIZERS
+from .load import flatten, to_dict
+from .schema import BN_MODES, Config, DiagnosticsConfig
+
+STANDARDIZE = ("none", "feature", "channel")
+SCHEDULES = ("constant", "cosine", "linear", "step")
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError listing every problem found (not just the first)."""
+    problems: list[str] = []
+
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(msg)
+
+    def registered(registry, name: str) -> None:
+        try:
+            registry.get(name)
+        except ConfigError as err:
+            problems.append(str(err))
+
+    for key, value in flatten(to_dict(cfg)).items():
+        values = value if isinstance(value, list) else [value]
+        bad = [v for v in values if isinstance(v, float) and not math.isfinite(v)]
+        check(not bad, f"{key}: must be a finite number, got {bad[0] if bad else ''}")
+    d, m, o, t = cfg.data, cfg.model, cfg.optim, cfg.train
+    try:
+        parse_name(d.name)
+    except ConfigError as err:
+        problems.append(str(err))
+    check(0 <= d.val_fraction < 1, f"data.val_fraction: must be in [0, 1), got {d.val_fraction}")
+    check(0 < d.test_fraction < 1, f"data.test_fraction: must be in (0, 1), got {d.test_fraction}")
+    check(d.val_fraction + d.test_fraction < 1, "data.val_fraction + data.test_fraction: must be < 1")
+    check(d.subset is None or d.subset > 0, f"data.subset: must be a positive count or null, got {d.subset}")
+    check(d.standardize in STANDARDIZE, f"data.standardize: unknown {d.standardize!r}; allowed: {', '.join(STANDARDIZE)}")
+    check(d.synthetic_size > 0, f"data.synthetic_size: must be > 0, got {d.synthetic_size}")
+    check(len(d.synthetic_shape) == 3 and all(s > 0 for s in d.synthetic_shape),
+          f"data.synthetic_shape: must be three positive sizes [H, W, C], got {list(d.synthetic_shape)}")
+    check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
+    check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
+
+    registered(MODELS, m.name)
+    recurrent = m.name in RECURRENT
+    registered(RNN_NORMS if recurrent else NORMS, m.norm)
+    if recurrent:
+        check(m.rnn_norm_paths in ("both", "input", "hidden"), f"model.rnn_norm_paths: unknown {m.rnn_norm_paths!r}; allowed: both, input, hidden")
+        check(not cfg.diagnostics.ics.enabled, "diagnostics.ics: defined for feed-forward layers (mlp, cnn, dln), not recurrent models")
+        check(t.eval_bn_stats == "running", "train.eval_bn_stats: population statistics are implemented for mlp, cnn and dln, not recurrent models")
+    registered(ACTIVATIONS, m.activation)
+    registered(INITIALIZERS, m.init)
+    check(m.depth >= 1, f"model.depth: must be >= 1, got {m.depth}")
+    check(m.width >= 1, f"model.width: must be >= 1, got {m.width}")
+    check(m.convs_per_stage >= 1, f"model.convs_per_stage: must be >= 1, got {m.convs_per_stage}")
+    check(m.init_std > 0, f"model.init_std: must be > 0, got {m.init_std}")
+    check(m.init_scale > 0, f"model.init_scale: must be > 0, got {m.init_scale}")
+    check(0 <= m.dropout < 1, f"model.dropout: must be in [0, 1), got {m.dropout}")
+    check(0 <= m.bn_momentum < 1, f"model.bn_momentum: must be in [0, 1) (Flax convention, 0.99 default), got {m.bn_momentum}")
+    check(m.norm_epsilon > 0, f"model.norm_epsilon: must be > 0, got {m.norm_epsilon}")
+    check(m.groups >= 1, f"model.groups: must be >= 1, got {m.groups}")
+    if m.norm == "group":
+        check(m.width % m.groups == 0, f"model.groups: must divide model.width ({m.width}), got {m.groups}")
+    if m.norm == "ghost_batch" and not t.full_batch:
+        check(m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0,
+              f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}")
+    if m.norm == "whiten":
+        check(m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0,
+              f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}")
+    check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
+    check(m.renorm_rmax >= 1 and m.renorm_dmax >= 0,
+          f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}")
+
+    registered(OPTIMIZERS, o.name)
+    check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
+    check(0 <= o.momentum < 1, f"optim.momentum: must be in [0, 1), got {o.momentum}")
+    check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, f"optim.b1, optim.b2: must be in [0, 1), got {o.b1}, {o.b2}")
+    check(o.schedule in SCHEDULES, f"optim.schedule: unknown {o.schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    check(o.warmup_steps >= 0, f"optim.warmup_steps: must be >= 0, got {o.warmup_steps}")
+    check(0 <= o.final_lr_fraction <= 1, f"optim.final_lr_fraction: must be in [0, 1], got {o.final_lr_fraction}")
+    check(all(0 < b < 1 for b in o.decay_boundaries) and list(o.decay_boundaries) == sorted(o.decay_boundaries),
+          f"optim.decay_boundaries: must be increasing fractions in (0, 1), got {list(o.decay_boundaries)}")
+    check(o.decay_factor > 0, f"optim.decay_factor: must be > 0, got {o.decay_factor}")
+    check(o.weight_decay >= 0, f"optim.weight_decay: must be >= 0, got {o.weight_decay}")
+    for key in ("clipnorm", "global_clipnorm", "clipvalue"):
+        value = getattr(o, key)
+        check(value is None or value > 0, f"optim.{key}: must be > 0 or null, got {value}")
+    check(o.clipnorm is None or o.global_clipnorm is None, "optim.clipnorm, optim.global_clipnorm: set at most one (as in Keras)")
+
+    check(t.batch_size >= 1, f"train.batch_size: must be >= 1, got {t.batch_size}")
+    check((t.steps is None) != (t.epochs is None), "train.steps, train.epochs: give exactly one of them")
+    check(t.steps is None or t.steps >= 1, f"train.steps: must be >= 1, got {t.steps}")
+    check(t.epochs is None or t.epochs > 0, f"train.epochs: must be > 0, got {t.epochs}")
+    check(t.log_every >= 1, f"train.log_every: must be >= 1, got {t.log_every}")
+    check(t.eval_batch_size >= 1, f"train.eval_batch_size: must be >= 1, got {t.eval_batch_size}")
+    check(t.eval_bn_stats in ("running", "population"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population")
+    if t.eval_bn_stats == "population" and m.norm in NORMS and not recurrent:
+        norm = NORMS.get(m.norm)
+        check(norm.population or not norm.absorbs_bias,
+              f"train.eval_bn_stats: population statistics are defined for mean/variance norms "
+              f"({', '.join(n for n in NORMS.names() if NORMS.get(n).population)}), not {m.norm!r}")
+    check(t.checkpoint_every >= 0, f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
+    if t.checkpoint_every > 0 and t.log_every >= 1:
+        check(t.checkpoint_every % t.log_every == 0,
+              f"train.checkpoint_every: must be a multiple of train.log_every ({t.log_every}), got {t.checkpoint_every}")
+
+    problems.extend(_diagnostics_problems(cfg.diagnostics))
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def _diagnostics_problems(dg: DiagnosticsConfig) -> list[str]:
+    problems: list[str] = []
+
+    def check(ok: bool, msg: str) -> None:
+        if not ok:
+            problems.append(msg)
+
+    for name in ("activations", "landscape", "ics", "hessian"):
+        section = getattr(dg, name)
+        key = f"diagnostics.{name}"
+        sch = section.schedule
+        check(sch.every >= 0 and sch.log_spaced >= 0 and all(a >= 0 for a in sch.at),
+              f"{key}.schedule: every, at and log_spaced must be >= 0, got {sch.every}, {list(sch.at)}, {sch.log_spaced}")
+        if section.enabled:
+            check(sch.every > 0 or sch.at or sch.log_spaced > 0, f"{key}.schedule: enabled but empty; set every, at or log_spaced")
+        check(section.bn_mode in BN_MODES, f"{key}.bn_mode: unknown {section.bn_mode!r}; allowed: {', '.join(BN_MODES)}")
+    a, l, h, s = dg.activations, dg.landscape, dg.hessian, dg.surface
+    check(a.units >= 1, f"diagnostics.activations.units: must be >= 1, got {a.units}")
+    check(a.batch_size >= 1, f"diagnostics.activations.batch_size: must be >= 1, got {a.batch_size}")
+    check(0 < a.saturation < 1, f"diagnostics.activations.saturation: must be in (0, 1), got {a.saturation}")
+    check(len(l.eta_multipliers) > 0 and all(m > 0 for m in l.eta_multipliers),
+          f"diagnostics.landscape.eta_multipliers: must be positive numbers, got {list(l.eta_multipliers)}")
+    check(h.batch_size >= 1, f"diagnostics.hessian.batch_size: must be >= 1, got {h.batch_size}")
+    check(h.top_k >= 1, f"diagnostics.hessian.top_k: must be >= 1, got {h.top_k}")
+    check(h.method in ("lanczos", "power"), f"diagnostics.hessian.method: unknown {h.method!r}; allowed: lanczos, power")
+    check(h.method == "lanczos" or h.top_k == 1, "diagnostics.hessian.top_k: power iteration gives only the top eigenvalue; use method=lanczos for top_k > 1")
+    check(h.iterations >= h.top_k, f"diagnostics.hessian.iterations: must be >= top_k ({h.top_k}), got {h.iterations}")
+    check(h.trace_probes >= 0 and h.density_probes >= 0, "diagnostics.hessian.trace_probes, density_probes: must be >= 0")
+    check(h.density_steps >= 2, f"diagnostics.hessian.density_steps: must be >= 2, got {h.density_steps}")
+    check(s.dims in (1, 2), f"diagnostics.surface.dims: must be 1 or 2, got {s.dims}")
+    check(s.points >= 2, f"diagnostics.surface.points: must be >= 2, got {s.points}")
+    check(s.span > 0, f"diagnostics.surface.span: must be > 0, got {s.span}")
+    check(s.batch_size >= 1, f"diagnostics.surface.batch_size: must be >= 1, got {s.batch_size}")
+    check(s.bn_params in ("zero", "filter"), f"diagnostics.surface.bn_params: unknown {s.bn_params!r}; allowed: zero, filter")
+    check(s.bn_stats in BN_MODES, f"diagnostics.surface.bn_stats: unknown {s.bn_stats!r}; allowed: {', '.join(BN_MODES)}")
+    return problems
+
+
+def validate_against_data(cfg: Config, num_train: int, task: str = "classification") -> None:
+    """Checks that need the dataset's size and task."""
+    if task == "regression" and cfg.model.name not in ("dln", "mlp"):
+        raise ConfigError(f"model.name: {cfg.data.name} is a regression task; allowed models: dln, mlp")
+    if cfg.train.full_batch:
+        return
+    if cfg.train.batch_size > num_train:
+        raise ConfigError(
+            f"train.batch_size: {cfg.train.batch_size} is larger than the training split "
+            f"({num_train} examples of {cfg.data.name}); allowed: 1..{num_train}"
+        )

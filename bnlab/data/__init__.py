@@ -1,0 +1,1 @@
+"""Data: loaders for each source (`sources`, the registry) and the prepared, split dataset (`dataset`)."""

@@ -1,0 +1,99 @@
+"""Evaluation-mode metrics, with the running averages or population statistics (Ioffe & Szegedy
+2015, Algorithm 2) as BN statistics."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from ..config.schema import Config
+from ..data.dataset import Dataset
+from .model_fns import ModelFunctions
+from .state import TrainState, per_example
+
+
+class Evaluator:
+    """Validation and test metrics of one model structure on one dataset."""
+
+    def __init__(self, model: ModelFunctions, cfg: Config, dataset: Dataset, x_train: jax.Array, train_batch_size: int):
+        self.model, self.cfg, self.dataset = model, cfg, dataset
+        self.x_train, self.train_batch_size = x_train, train_batch_size
+        # a copy of the network whose BN momentum is 0 keeps the statistics of the batch it just saw
+        zero_momentum = dataclasses.replace(cfg.model, bn_momentum=0.0)
+        self._graphdef_momentum0 = nnx.split(model.build(zero_momentum, seed=0), nnx.Param, nnx.BatchStat)[0]
+        self._population_jit = jax.jit(self._population)
+        self._eval = jax.jit(self._evaluate_batches)
+
+    # -- population statistics (Ioffe & Szegedy 2015, Algorithm 2) -----------------------------------
+    def _population(self, params, batch_stats, xs):
+        """Each BN layer's E[mean_B] and m/(m-1) E[var_B] over training-mode passes of batches xs
+        (nb, bs, ...); m is the number of values behind each statistic (batch, or ghost batch, times
+        spatial positions)."""
+
+        def one(xb):
+            out = self.model.apply(params, batch_stats, xb, train=True, capture=True, graphdef=self._graphdef_momentum0)
+            return out.batch_stats, [p.shape for p in out.pre_activations]
+
+        per_batch = jax.lax.map(lambda xb: one(xb)[0], xs)
+        shapes = one(xs[0])[1]  # traced once more for the static shapes; nothing is computed twice at run time
+        ghost = self.cfg.model.ghost_batch_size if self.cfg.model.norm == "ghost_batch" else xs.shape[1]
+        out = jax.tree.map(lambda v: jnp.mean(v, 0), per_batch)
+        for i, shape in enumerate(shapes):
+            if "var" in out["hidden"][i]["norm"]:
+                m = ghost * math.prod(shape[1:-1])
+                out["hidden"][i]["norm"]["var"] = out["hidden"][i]["norm"]["var"] * m / (m - 1)
+        return out
+
+    def population_stats(self, state: TrainState) -> Any:
+        """Population statistics from the whole training set in batches of the training batch size
+        (the trailing partial batch is left out)."""
+        bs = self.train_batch_size
+        nb = len(self.x_train) // bs
+        xs = self.x_train[: nb * bs].reshape((nb, bs) + self.x_train.shape[1:])
+        return self._population_jit(state.params, state.batch_stats, xs)
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _evaluate_batches(self, params, batch_stats, xs, ys, mask):
+        def one(batch):
+            x, y, m = batch
+            losses, correct = per_example(self.model.apply(params, batch_stats, x, train=False).logits, y, self.model.task)
+            return jnp.sum(losses * m), jnp.sum(correct * m) if correct is not None else jnp.float32(jnp.nan)
+
+        loss_sums, correct = jax.lax.map(one, (xs, ys, mask))
+        count = jnp.sum(mask)
+        return jnp.sum(loss_sums) / count, jnp.sum(correct) / count
+
+    def evaluate(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy (NaN for regression) in evaluation mode, with state's BN statistics."""
+        n = len(y)
+        if n == 0:
+            return float("nan"), float("nan")
+        bs = min(self.cfg.train.eval_batch_size, n)
+        nb = -(-n // bs)
+        pad = nb * bs - n
+        xs = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, bs) + x.shape[1:])
+        ys = np.concatenate([y, np.zeros((pad,) + y.shape[1:], y.dtype)]).reshape((nb, bs) + y.shape[1:])
+        mask = (np.arange(nb * bs) < n).astype(np.float32).reshape(nb, bs)
+        loss, acc = self._eval(state.params, state.batch_stats, xs, ys, mask)
+        return float(loss), float(acc)
+
+    def metrics(self, state: TrainState, bn_stats: str) -> dict[str, Any]:
+        """Validation and test metrics with running or population BN statistics; BN nets record which."""
+        ds = self.dataset
+        if self.model.has_batch_stats and bn_stats == "population":
+            state = state._replace(batch_stats=self.population_stats(state))
+        row: dict[str, Any] = {}
+        for split, x, y in (("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
+            loss, acc = self.evaluate(state, x, y)
+            row[f"{split}_loss"] = loss
+            if self.model.task == "classification":
+                row[f"{split}_acc"] = acc
+        if self.model.has_batch_stats:
+            row["eval_bn_stats"] = bn_stats  # which BN statistics the evaluation used
+        return row

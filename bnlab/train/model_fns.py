@@ -1,0 +1,55 @@
+"""A network structure as pure functions of (params, batch_stats, x).
+
+The NNX model is split once into a graph definition and two pure-dict pytrees, trainable
+parameters (`nnx.Param`) and BN statistics (`nnx.BatchStat`); every function here merges them
+back inside the caller's trace, so the compiled programs see plain pytrees only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+from flax import nnx
+
+from ..config.schema import ModelConfig
+from ..nn.models import build
+from .state import Forward, per_example
+
+
+class ModelFunctions:
+    """Forward pass, loss and initial variables of one model structure on one dataset's shapes."""
+
+    def __init__(self, model_cfg: ModelConfig, image_shape: tuple[int, ...], num_classes: int, task: str):
+        self.model_cfg, self.image_shape, self.num_classes, self.task = model_cfg, tuple(image_shape), num_classes, task
+        self.graphdef, self._param_template, self._stats_template = nnx.split(self.build(model_cfg, seed=0), nnx.Param, nnx.BatchStat)
+        self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
+        self.num_hidden = len(nnx.to_pure_dict(self._param_template)["hidden"])
+
+    def build(self, model_cfg: ModelConfig, seed: int) -> nnx.Module:
+        return build(model_cfg, self.image_shape, self.num_classes, seed=seed)
+
+    def merge(self, params: Any, batch_stats: Any, graphdef=None) -> nnx.Module:
+        p = jax.tree.map(lambda v: v, self._param_template)
+        s = jax.tree.map(lambda v: v, self._stats_template)
+        nnx.replace_by_pure_dict(p, params)
+        nnx.replace_by_pure_dict(s, batch_stats)
+        return nnx.merge(graphdef or self.graphdef, p, s)
+
+    def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, rng=None, capture: bool = False, graphdef=None) -> Forward:
+        """Forward pass. `train` means BN uses (and updates) batch statistics; an `rng` key turns on dropout and norm noise."""
+        model = self.merge(params, batch_stats, graphdef)
+        out = model(x, train=train, rng=rng, capture=capture)
+        logits, pre = out if capture else (out, ())
+        new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if train else batch_stats
+        return Forward(logits, new_stats, tuple(pre))
+
+    def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", rng=None):
+        """Mean loss and (logits, updated BN statistics). bn_mode: 'batch' or 'running'."""
+        out = self.apply(params, batch_stats, x, train=bn_mode == "batch", rng=rng)
+        return per_example(out.logits, y, self.task)[0].mean(), (out.logits, out.batch_stats)
+
+    def init_variables(self, seed: int, model_cfg: ModelConfig | None = None) -> tuple[Any, Any]:
+        """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in init numbers only."""
+        _, params, stats = nnx.split(self.build(model_cfg or self.model_cfg, seed), nnx.Param, nnx.BatchStat)
+        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)

@@ -1,0 +1,59 @@
+"""The training state and the per-example loss shared by training, evaluation and measurements."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..config.schema import Config
+
+# Per-layer metric names: params are nested dicts such as hidden/0/norm/scale; BN's scale and bias
+# are reported as gamma and beta so they are not mistaken for a layer's kernel bias.
+_NORM_PARAM_NAMES = {"scale": "gamma", "bias": "beta"}
+
+
+def param_name(path: tuple[Any, ...]) -> str:
+    keys = [str(getattr(p, "key", p)) for p in path]
+    if len(keys) >= 2 and keys[-2] == "norm":
+        keys[-1] = _NORM_PARAM_NAMES.get(keys[-1], keys[-1])
+    return ".".join(keys)
+
+
+def layer_norms(tree: Any) -> dict[str, jax.Array]:
+    """l2 norm of every array in a params-shaped tree, keyed by its readable name."""
+    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {param_name(path): jnp.sqrt(jnp.sum(jnp.square(leaf))) for path, leaf in flat}
+
+
+def per_example(logits: jax.Array, y: jax.Array, task: str) -> tuple[jax.Array, jax.Array | None]:
+    """Loss of each example and whether it is classified correctly (None for regression).
+
+    classification: softmax cross-entropy; regression: squared error summed over outputs,
+    ||f(x) - y||^2 (the deep linear network's ||W_k...W_1 x - A x||^2)."""
+    if task == "regression":
+        return jnp.sum(jnp.square(logits - y), axis=-1), None
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y), jnp.argmax(logits, -1) == y
+
+
+class Forward(NamedTuple):
+    logits: jax.Array
+    batch_stats: Any  # updated running statistics in training mode, unchanged otherwise
+    pre_activations: tuple[jax.Array, ...]  # per hidden layer, only when captured
+
+
+class TrainState(NamedTuple):
+    step: jax.Array  # int32 scalar: updates done so far
+    params: Any  # pure dict of nnx.Param values
+    batch_stats: Any  # pure dict of nnx.BatchStat values ({} without BN)
+    opt_state: Any
+    key: jax.Array  # the run's root PRNG key (raw uint32[2]), from the seed
+
+
+def total_steps(cfg: Config, num_train: int) -> int:
+    if cfg.train.steps is not None:
+        return cfg.train.steps
+    return max(1, math.ceil(cfg.train.epochs * (num_train // cfg.train.batch_size)))
