@@ -48,9 +48,13 @@ def probe_costs(repeats: int) -> None:
     diags = {type(d).__name__: d for d in diagnostics.enabled(cfg, trainer)}
     state = holder["s"]
     rows = [("one training step", step)]
-    for label, d in (("activation statistics", diags["Activations"]), ("landscape probe (5 step sizes)", diags["Landscape"]),
-                     ("ICS (all layers)", diags["InternalCovariateShift"]), ("Hessian top eigenvalue (20 Lanczos steps)", diags["Hessian"])):
-        rows.append((label, median_seconds(lambda: d.measure(state), repeats)))
+    for label, d in (
+        ("activation statistics", diags["Activations"]),
+        ("landscape probe (5 step sizes)", diags["Landscape"]),
+        ("ICS (all layers)", diags["InternalCovariateShift"]),
+        ("Hessian top eigenvalue (20 Lanczos steps)", diags["Hessian"]),
+    ):
+        rows.append((label, median_seconds(lambda d=d: d.measure(state), repeats)))
     cfg.diagnostics.hessian.trace_probes, cfg.diagnostics.hessian.iterations = 10, 1
     trace = diagnostics.Hessian(cfg, trainer)
     rows.append(("Hessian trace (10 Hutchinson probes) + 1 Lanczos step", median_seconds(lambda: trace.measure(state), repeats)))
@@ -75,8 +79,10 @@ def main() -> None:
     probe_costs(args.repeats)
     on = [f"diagnostics.{n}.enabled=true" for n in ("activations", "landscape", "ics", "hessian")]
     base, with_diags = run_wall_time([]), run_wall_time(on)
-    print(f"\nquickstart run (6,000 steps, BN): {base:.2f} s without diagnostics, {with_diags:.2f} s with all at default "
-          f"schedules -> {with_diags / base:.2f}x")
+    print(
+        f"\nquickstart run (6,000 steps, BN): {base:.2f} s without diagnostics, {with_diags:.2f} s with all at default "
+        f"schedules -> {with_diags / base:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ def main() -> None:
                 fns["folded"] = jax.jit(lambda x, g=graphdef, p=params: nnx.merge(g, p)(x, train=False))
         for bs in args.batch_sizes:
             x = jnp.asarray(dataset.x_train[:bs])
-            us = {k: median_seconds(lambda f=f: f(x), args.repeats) * 1e6 for k, f in fns.items()}
+            us = {k: median_seconds(lambda f=f, x=x: f(x), args.repeats) * 1e6 for k, f in fns.items()}
             print(f"{label:<42} {bs:>6} {us['none']:>10.1f} {us['batch']:>10.1f} {us['folded']:>10.1f} {us['batch'] / us['folded']:>9.2f}x")
 
 

@@ -48,8 +48,12 @@ MODELS = {
 
 
 def config(model: str, norm: str) -> Config:
-    return Config(data=DATA, model=ModelConfig(norm=norm, **MODELS[model]), optim=OptimConfig(name="sgd", lr=LR),
-                    train=TrainConfig(batch_size=BATCH, steps=10**9))
+    return Config(
+        data=DATA,
+        model=ModelConfig(norm=norm, **MODELS[model]),
+        optim=OptimConfig(name="sgd", lr=LR),
+        train=TrainConfig(batch_size=BATCH, steps=10**9),
+    )
 
 
 def rates(run_block, steps: int, repeats: int) -> list[float]:
@@ -156,8 +160,11 @@ def matmul_flops(repeats: int = 20, n: int = 2048) -> float:
 def sweep_seconds(repeats: int) -> dict[str, list[float]]:
     """Wall time of 8 seeds: one bnlab command (defaults) vs a loop of 8 processes."""
     cfg = textwrap_config()
-    out: dict[str, list[float]] = {"bnlab run (defaults), 8 seeds": [], "8 separate processes, compile cache on": [],
-                                   "8 separate processes, compile cache off": []}
+    out: dict[str, list[float]] = {
+        "bnlab run (defaults), 8 seeds": [],
+        "8 separate processes, compile cache on": [],
+        "8 separate processes, compile cache off": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.yaml"
         path.write_text(cfg)
@@ -166,11 +173,19 @@ def sweep_seconds(repeats: int) -> dict[str, list[float]]:
             t = time.perf_counter()
             subprocess.run(bnlab + ["--out", f"{tmp}/one{r}"], check=True, cwd=ROOT, capture_output=True)
             out["bnlab run (defaults), 8 seeds"].append(time.perf_counter() - t)
-            for label, env in (("8 separate processes, compile cache on", {}), ("8 separate processes, compile cache off", {"BNLAB_JAX_CACHE": "off"})):
+            for label, env in (
+                ("8 separate processes, compile cache on", {}),
+                ("8 separate processes, compile cache off", {"BNLAB_JAX_CACHE": "off"}),
+            ):
                 t = time.perf_counter()
                 for seed in range(8):
-                    subprocess.run(bnlab + [f"sweep.grid.seed=[{seed}]", "--out", f"{tmp}/loop{r}{label[-3:]}"], check=True, cwd=ROOT,
-                                   capture_output=True, env={**os.environ, **env})
+                    subprocess.run(
+                        bnlab + [f"sweep.grid.seed=[{seed}]", "--out", f"{tmp}/loop{r}{label[-3:]}"],
+                        check=True,
+                        cwd=ROOT,
+                        capture_output=True,
+                        env={**os.environ, **env},
+                    )
                 out[label].append(time.perf_counter() - t)
     return out
 
@@ -199,7 +214,8 @@ def main() -> None:
     ceiling = matmul_flops()
     print(f"backend: {jax.default_backend()}, {os.cpu_count()} CPU cores; float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (2048^2, median)")
     print("\nsteps/s, median (min-max) of", args.repeats, "blocks of", args.steps, "steps; ratio = bnlab / other")
-    print(f"{'model':<5} {'norm':<6} {'bnlab':<22} {'PyTorch eager':<22} {'nnx.jit per step':<22} {'vs torch':>8} {'vs nnx.jit':>10} {'GFLOP/s':>8} {'of ceiling':>10}")
+    header = f"{'model':<5} {'norm':<6} {'bnlab':<22} {'PyTorch eager':<22} {'nnx.jit per step':<22}"
+    print(header + f" {'vs torch':>8} {'vs nnx.jit':>10} {'GFLOP/s':>8} {'of ceiling':>10}")
     for model in MODELS:
         steps = args.steps if model == "mlp" else max(args.steps // 10, 50)
         for norm in ("none", "batch"):
@@ -209,12 +225,16 @@ def main() -> None:
             loop = nnx_jit_rates(cfg, steps, args.repeats)
             m = statistics.median(ours)
             achieved = flops * m
-            print(f"{model:<5} {norm:<6} {fmt(ours):<22} {fmt(theirs) if theirs else 'skipped (no torch)':<22} {fmt(loop):<22} "
-                  f"{(m / statistics.median(theirs)) if theirs else float('nan'):7.2f}x {m / statistics.median(loop):9.2f}x "
-                  f"{achieved / 1e9:8.2f} {achieved / ceiling:9.1%}")
+            print(
+                f"{model:<5} {norm:<6} {fmt(ours):<22} {fmt(theirs) if theirs else 'skipped (no torch)':<22} {fmt(loop):<22} "
+                f"{(m / statistics.median(theirs)) if theirs else float('nan'):7.2f}x {m / statistics.median(loop):9.2f}x "
+                f"{achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
+            )
     if not args.skip_sweeps:
-        print(f"\nsweep of 8 seeds (MNIST-size quickstart net, BN, 2,000 steps each), wall seconds incl. start-up and compiling, "
-              f"median (min-max) of {args.sweep_repeats}")
+        print(
+            f"\nsweep of 8 seeds (MNIST-size quickstart net, BN, 2,000 steps each), wall seconds incl. start-up and compiling, "
+            f"median (min-max) of {args.sweep_repeats}"
+        )
         results = sweep_seconds(args.sweep_repeats)
         base = statistics.median(results["bnlab run (defaults), 8 seeds"])
         for label, values in results.items():

@@ -38,8 +38,15 @@ def load_config(source: Any = None, overrides: list[str] | tuple[str, ...] = ())
     return to_object(cfg)
 
 
-def run(config: Any, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None, *,
-        workers: int | None = None, vectorize: bool | None = None, progress: bool = False) -> Results:
+def run(
+    config: Any,
+    overrides: list[str] | tuple[str, ...] = (),
+    out: str | Path | None = None,
+    *,
+    workers: int | None = None,
+    vectorize: bool | None = None,
+    progress: bool = False,
+) -> Results:
     """Train a config and its sweep into `out` (default results/<name>) and return its results.
 
     `config` is a YAML path, a mapping shaped like a YAML config, or a Config. Finished runs in
@@ -65,7 +72,14 @@ def load_results(out_dir: str | Path) -> Results:
     run_rows, metric_rows = [], []
     for run in saved:
         ident = {"run_id": run.run_id, **{k: run.config.get(k) for k in swept}}
-        run_rows.append({**ident, "status": run.status.get("status"), "diverged_step": run.status.get("diverged_step"),
-                         **final_metrics(run.status, run.rows), **{f"config.{k}": v for k, v in run.config.items()}})
+        run_rows.append(
+            {
+                **ident,
+                "status": run.status.get("status"),
+                "diverged_step": run.status.get("diverged_step"),
+                **final_metrics(run.status, run.rows),
+                **{f"config.{k}": v for k, v in run.config.items()},
+            }
+        )
         metric_rows.extend({**ident, **row} for row in run.rows)
     return Results(pd.DataFrame(run_rows), pd.DataFrame(metric_rows))

@@ -85,22 +85,39 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default: results/<name>)")
     run.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument("--workers", default="auto", type=_workers, metavar="N|auto",
-                     help="local worker processes, each held to one core (default auto: one per core on a CPU, 1 on an accelerator)")
-    run.add_argument("--vectorize", default="auto", choices=["auto", "on", "off"],
-                     help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
-                          "(default auto: on for an accelerator, off on a CPU, where it is slower)")
+    run.add_argument(
+        "--workers",
+        default="auto",
+        type=_workers,
+        metavar="N|auto",
+        help="local worker processes, each held to one core (default auto: one per core on a CPU, 1 on an accelerator)",
+    )
+    run.add_argument(
+        "--vectorize",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
+        "(default auto: on for an accelerator, off on a CPU, where it is slower)",
+    )
     run.add_argument("--executor", default="local", choices=["local", "ray"], help="run here (default) or as Ray tasks")
     run.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.5:6379 (default: start a local Ray)")
     run.add_argument("--retries", type=int, default=2, help="Ray: re-executions of a task whose worker died (default 2)")
     run.set_defaults(func=_cmd_run)
 
-    plot = sub.add_parser("plot", help="rebuild figures from saved results", description="Draw figures from a results folder into DIR/figures. Reads saved results only; never trains.")
+    plot = sub.add_parser(
+        "plot",
+        help="rebuild figures from saved results",
+        description="Draw figures from a results folder into DIR/figures. Reads saved results only; never trains.",
+    )
     plot.add_argument("dir", help="results folder written by `bnlab run`")
     plot.add_argument("--format", default="png", choices=["png", "pdf", "svg"], help="figure format (default png)")
     plot.set_defaults(func=_cmd_plot)
 
-    lst = sub.add_parser("list", help="list datasets, models, norms, activations, initialisers, optimisers", description="List every registered choice with a one-line description.")
+    lst = sub.add_parser(
+        "list",
+        help="list datasets, models, norms, activations, initialisers, optimisers",
+        description="List every registered choice with a one-line description.",
+    )
     lst.set_defaults(func=_cmd_list)
     return parser
 

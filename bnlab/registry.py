@@ -5,7 +5,8 @@ A new ablation is one function plus one `@REGISTRY.register("name")` line.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 from .errors import ConfigError
 

@@ -53,8 +53,15 @@ def test_load_config_validates_every_run_of_a_sweep(tmp_path):
 
 
 def test_a_diverged_run_has_no_final_metrics(tmp_path):
-    runs, _ = bnlab.run({**SMALL, "model": {"width": 16, "depth": 2, "norm": "none", "init_scale": 30.0, "activation": "relu"},
-                         "sweep": {"grid": {"optim.lr": [1e6, 0.01]}}}, out=tmp_path / "o", workers=1)
+    runs, _ = bnlab.run(
+        {
+            **SMALL,
+            "model": {"width": 16, "depth": 2, "norm": "none", "init_scale": 30.0, "activation": "relu"},
+            "sweep": {"grid": {"optim.lr": [1e6, 0.01]}},
+        },
+        out=tmp_path / "o",
+        workers=1,
+    )
     bad, good = runs.iloc[0], runs.iloc[1]
     assert bad["status"] == "diverged" and bad["diverged_step"] >= 0 and math.isnan(bad["test_acc"])
     assert good["status"] == "done" and good["test_acc"] > 0

@@ -58,9 +58,33 @@ def test_help_everywhere_without_importing_jax():
 def test_list_names_every_registry_with_whole_descriptions():
     r = sh("list")
     assert r.returncode == 0
-    for word in ("digits", "idx:<folder>", "tfds:<name>", "synthetic", "mlp", "cnn", "lstm", "batch", "layer", "group", "none",
-                 "batch_per_step", "sigmoid", "relu", "tanh", "he_normal", "normal", "sgd", "momentum", "adam",
-                 "activations", "landscape", "ics", "hessian", "surface"):
+    for word in (
+        "digits",
+        "idx:<folder>",
+        "tfds:<name>",
+        "synthetic",
+        "mlp",
+        "cnn",
+        "lstm",
+        "batch",
+        "layer",
+        "group",
+        "none",
+        "batch_per_step",
+        "sigmoid",
+        "relu",
+        "tanh",
+        "he_normal",
+        "normal",
+        "sgd",
+        "momentum",
+        "adam",
+        "activations",
+        "landscape",
+        "ics",
+        "hessian",
+        "surface",
+    ):
         assert word in r.stdout
     from bnlab.data.sources import DATASETS
     from bnlab.measure.diagnostics import DIAGNOSTICS

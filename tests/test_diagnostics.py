@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from conftest import run_plan
 
 from bnlab.config.schema import Config, ModelConfig, OptimConfig, Schedule, SurfaceConfig, TrainConfig
@@ -52,7 +51,7 @@ def test_landscape_matches_direct_re_evaluation(bn_mode):
     losses, diffs, ratios = [], [], []
     for m in (0.5, 1.0, 4.0):
         eta = 0.3 * m
-        moved = jax.tree.map(lambda w, d: w - eta * d, state.params, g)
+        moved = jax.tree.map(lambda w, d, eta=eta: w - eta * d, state.params, g)
         losses.append(float(f(moved)))
         d = float(optax.global_norm(jax.tree.map(jnp.subtract, g, jax.grad(f)(moved))))
         diffs.append(d)
@@ -91,9 +90,12 @@ def test_ics_matches_a_manual_layer_by_layer_update(opt, dropout):
     for i, name in ((1, "hidden.1"), (2, "hidden.2"), (3, "head")):
         mixed = {"hidden": {j: (new if j < i else state.params)["hidden"][j] for j in range(3)}, "head": state.params["head"]}
         G2 = jax.grad(probe)(mixed)
-        k1 = (G["hidden"][i] if i < 3 else G["head"])
-        k2 = (G2["hidden"][i] if i < 3 else G2["head"])
-        a, b = np.asarray(k1["layer"]["kernel"] if i < 3 else k1["kernel"]).ravel(), np.asarray(k2["layer"]["kernel"] if i < 3 else k2["kernel"]).ravel()
+        k1 = G["hidden"][i] if i < 3 else G["head"]
+        k2 = G2["hidden"][i] if i < 3 else G2["head"]
+        a, b = (
+            np.asarray(k1["layer"]["kernel"] if i < 3 else k1["kernel"]).ravel(),
+            np.asarray(k2["layer"]["kernel"] if i < 3 else k2["kernel"]).ravel(),
+        )
         assert out[f"ics/{name}/l2"] == pytest.approx(np.linalg.norm(a - b), rel=1e-3, abs=1e-7)
         assert out[f"ics/{name}/cos"] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-5)
     assert "ics/hidden.0/l2" not in out  # nothing below the first layer moves
@@ -127,10 +129,19 @@ def test_schedules():
 
 def test_diagnostics_do_not_change_training(tmp_path, tiny_overrides):
     """The same run with every diagnostic on gives the same training numbers as without."""
-    on = ["diagnostics.activations.enabled=true", "diagnostics.landscape.enabled=true", "diagnostics.ics.enabled=true",
-          "diagnostics.hessian.enabled=true", "diagnostics.hessian.iterations=5", "diagnostics.hessian.trace_probes=2",
-          "diagnostics.activations.schedule.every=7", "diagnostics.landscape.schedule.every=5", "diagnostics.ics.schedule.at=[3,11]",
-          "diagnostics.hessian.schedule.log_spaced=3", "model.dropout=0.1"]
+    on = [
+        "diagnostics.activations.enabled=true",
+        "diagnostics.landscape.enabled=true",
+        "diagnostics.ics.enabled=true",
+        "diagnostics.hessian.enabled=true",
+        "diagnostics.hessian.iterations=5",
+        "diagnostics.hessian.trace_probes=2",
+        "diagnostics.activations.schedule.every=7",
+        "diagnostics.landscape.schedule.every=5",
+        "diagnostics.ics.schedule.at=[3,11]",
+        "diagnostics.hessian.schedule.log_spaced=3",
+        "model.dropout=0.1",
+    ]
     for name, extra in (("off", []), ("on", on)):
         run_plan(tiny_overrides + ["model.dropout=0.1"] + extra[:-1], tmp_path / name)
     rows = {n: RunDir(tmp_path / n / "runs" / "run").metrics() for n in ("off", "on")}
@@ -154,7 +165,9 @@ def test_filter_normalized_direction():
     np.testing.assert_array_equal(d["hidden"][1]["norm"]["scale"], 0.0)
     np.testing.assert_array_equal(d["head"]["bias"], 0.0)
     d2 = filter_normalized_direction(jax.random.PRNGKey(0), state.params, "filter")
-    assert float(jnp.linalg.norm(d2["hidden"][1]["norm"]["scale"])) == pytest.approx(float(jnp.linalg.norm(state.params["hidden"][1]["norm"]["scale"])), rel=1e-5)
+    assert float(jnp.linalg.norm(d2["hidden"][1]["norm"]["scale"])) == pytest.approx(
+        float(jnp.linalg.norm(state.params["hidden"][1]["norm"]["scale"])), rel=1e-5
+    )
 
 
 @pytest.mark.parametrize("dims,bn_stats", [(1, "running"), (2, "batch")])
@@ -174,11 +187,24 @@ def test_loss_surface_centre_is_the_trained_loss(dims, bn_stats):
 @pytest.mark.slow
 @pytest.mark.parametrize("dims", [1, 2])
 def test_every_diagnostic_is_drawn(tmp_path, tiny_overrides, dims):
-    on = ["diagnostics.activations.enabled=true", "diagnostics.landscape.enabled=true", "diagnostics.ics.enabled=true",
-          "diagnostics.hessian.enabled=true", "diagnostics.hessian.density_probes=2", "diagnostics.hessian.density_steps=8",
-          "diagnostics.hessian.iterations=6", "diagnostics.surface.enabled=true", f"diagnostics.surface.dims={dims}",
-          "diagnostics.surface.points=5", "model.activation=tanh", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]",
-          "diagnostics.landscape.schedule.every=10", "diagnostics.ics.schedule.every=10", "diagnostics.activations.schedule.every=10"]
+    on = [
+        "diagnostics.activations.enabled=true",
+        "diagnostics.landscape.enabled=true",
+        "diagnostics.ics.enabled=true",
+        "diagnostics.hessian.enabled=true",
+        "diagnostics.hessian.density_probes=2",
+        "diagnostics.hessian.density_steps=8",
+        "diagnostics.hessian.iterations=6",
+        "diagnostics.surface.enabled=true",
+        f"diagnostics.surface.dims={dims}",
+        "diagnostics.surface.points=5",
+        "model.activation=tanh",
+        "sweep.grid.model.norm=[none,batch]",
+        "sweep.grid.seed=[0,1]",
+        "diagnostics.landscape.schedule.every=10",
+        "diagnostics.ics.schedule.every=10",
+        "diagnostics.activations.schedule.every=10",
+    ]
     counts, out = run_plan(tiny_overrides + on, tmp_path / "o")
     assert counts == {"done": 4}
     names = {path.name for path in plot_all(out)}

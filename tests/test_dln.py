@@ -3,9 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
-
 from conftest import run_plan
+from flax import nnx
 
 from bnlab.cli import main
 from bnlab.config.schema import Config, DataConfig, ModelConfig, TrainConfig
@@ -35,8 +34,11 @@ def test_dln_is_a_product_of_matrices_and_loss_is_squared_error():
         W = W @ np.asarray(p["hidden"][i]["layer"]["kernel"])
     W = W @ np.asarray(p["head"]["kernel"])
     np.testing.assert_allclose(m(x, train=False), np.asarray(x).reshape(7, 6) @ W, rtol=1e-4, atol=1e-5)
-    full = Config(data=DataConfig(name="linear_regression", synthetic_size=200, synthetic_shape=[6, 1, 1], regression_outputs=3),
-                    model=cfg, train=TrainConfig(full_batch=True, steps=3))
+    full = Config(
+        data=DataConfig(name="linear_regression", synthetic_size=200, synthetic_shape=[6, 1, 1], regression_outputs=3),
+        model=cfg,
+        train=TrainConfig(full_batch=True, steps=3),
+    )
     t = TrainProgram(full, load(full.data))
     assert t.batch_size == t.num_train  # full batch
     state = t.init(0)
@@ -47,9 +49,22 @@ def test_dln_is_a_product_of_matrices_and_loss_is_squared_error():
 
 
 def test_dln_with_bn_trains_full_batch(tmp_path):
-    counts, out = run_plan(["data.name=linear_regression", "data.synthetic_shape=[8,1,1]", "data.synthetic_size=400",
-                           "model.name=dln", "model.depth=4", "model.width=8", "train.full_batch=true", "train.steps=200",
-                           "train.log_every=100", "optim.lr=0.02", "sweep.grid.model.norm=[none,batch]"], tmp_path / "o")
+    counts, out = run_plan(
+        [
+            "data.name=linear_regression",
+            "data.synthetic_shape=[8,1,1]",
+            "data.synthetic_size=400",
+            "model.name=dln",
+            "model.depth=4",
+            "model.width=8",
+            "train.full_batch=true",
+            "train.steps=200",
+            "train.log_every=100",
+            "optim.lr=0.02",
+            "sweep.grid.model.norm=[none,batch]",
+        ],
+        tmp_path / "o",
+    )
     assert counts == {"done": 2}
     for rid in ("norm-none", "norm-batch"):
         rows = RunDir(out / "runs" / rid).metrics()

@@ -60,8 +60,12 @@ def test_population_statistics_for_conv_count_space():
     variances = []
     for b in range(nb):
         xb = t.dataset.x_train[b * 50 : (b + 1) * 50]
-        z = np.asarray(jax.lax.conv_general_dilated(jnp.asarray(xb), jnp.asarray(p["hidden"][0]["layer"]["kernel"]), (1, 1), "SAME",
-                                                    dimension_numbers=("NHWC", "HWIO", "NHWC")), np.float64)
+        z = np.asarray(
+            jax.lax.conv_general_dilated(
+                jnp.asarray(xb), jnp.asarray(p["hidden"][0]["layer"]["kernel"]), (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+            ),
+            np.float64,
+        )
         variances.append(z.var((0, 1, 2)))
     np.testing.assert_allclose(pop["hidden"][0]["norm"]["var"], m / (m - 1) * np.mean(variances, 0), rtol=1e-4)
 
@@ -73,7 +77,21 @@ def test_population_evaluation_is_recorded(tmp_path, tiny_overrides):
 
 
 def test_population_is_refused_for_norms_without_mean_and_variance(tmp_path, capsys):
-    assert main(["run", "/dev/null", "model.norm=whiten", "model.width=16", "train.steps=5", "train.eval_bn_stats=population", "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            [
+                "run",
+                "/dev/null",
+                "model.norm=whiten",
+                "model.width=16",
+                "train.steps=5",
+                "train.eval_bn_stats=population",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
     assert "population" in capsys.readouterr().err
 
 

@@ -212,6 +212,7 @@ def test_batch_renorm_formula_and_gradient_treats_r_d_as_constants():
     fresh = build("batch_renorm", 3)
     fresh.mean.value, fresh.var.value = jnp.asarray(m, jnp.float32), jnp.asarray(v, jnp.float32)
     np.testing.assert_allclose(fresh(x, train=True), build("batch", 3)(x, train=True), rtol=1e-4, atol=1e-4)
+
     def loss(module, x):
         return jnp.sum(module(x, train=True) ** 2 * jnp.arange(3.0))
 

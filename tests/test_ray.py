@@ -24,8 +24,16 @@ def cluster():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    start = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-             "--include-dashboard=false", "--disable-usage-stats"]
+    start = [
+        RAY,
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
     r = subprocess.run(start, capture_output=True, text=True, timeout=120, env=ENV)
     assert r.returncode == 0, r.stderr
     yield f"127.0.0.1:{port}"
@@ -44,8 +52,14 @@ def summary(out):
 def run_on_ray(cfg, out, address, retries, die_at=None):
     """`bnlab run --executor ray`; with `die_at` (run_id:step) the task training that run SIGKILLs itself there, once."""
     env = {**ENV, "BNLAB_DIE_AT": die_at} if die_at else ENV
-    return subprocess.run(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--executor", "ray", "--address", address,
-                                    "--retries", str(retries)), cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    return subprocess.run(
+        bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--executor", "ray", "--address", address, "--retries", str(retries)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
 
 
 def test_ray_sweep_matches_local_and_retries_a_killed_worker(tmp_path, cluster):
@@ -78,6 +92,12 @@ def test_ray_without_retries_records_the_killed_run_and_a_rerun_finishes_it(tmp_
 
 
 def test_bad_ray_address_is_a_clear_error(tmp_path):
-    r = subprocess.run(bnlab_cmd("run", str(sweep(tmp_path, runs=1, steps=10)), "--out", str(tmp_path / "o"), "--executor", "ray",
-                                 "--address", "127.0.0.1:1"), cwd=ROOT, capture_output=True, text=True, timeout=120, env=ENV)
+    r = subprocess.run(
+        bnlab_cmd("run", str(sweep(tmp_path, runs=1, steps=10)), "--out", str(tmp_path / "o"), "--executor", "ray", "--address", "127.0.0.1:1"),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=ENV,
+    )
     assert r.returncode == 2 and "Ray" in r.stderr and "Traceback" not in r.stderr

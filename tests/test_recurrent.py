@@ -3,9 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
-
 from conftest import run_plan
+from flax import nnx
 
 from bnlab.cli import main
 from bnlab.config.schema import ModelConfig
@@ -27,7 +26,10 @@ def sigmoid(z):
 def test_simple_rnn_matches_a_manual_loop():
     m, p = build("rnn")
     x = np.random.default_rng(0).normal(size=(2, 4, 3, 1)).astype(np.float32)
-    L = {k: np.asarray(v, np.float64) for k, v in (("wx", p["hidden"][0]["x"]["kernel"]), ("wh", p["hidden"][0]["h"]["kernel"]), ("b", p["hidden"][0]["bias"]))}
+    L = {
+        k: np.asarray(v, np.float64)
+        for k, v in (("wx", p["hidden"][0]["x"]["kernel"]), ("wh", p["hidden"][0]["h"]["kernel"]), ("b", p["hidden"][0]["bias"]))
+    }
     h = np.zeros((2, 5))
     for t in range(4):
         h = np.tanh(x[:, t].reshape(2, 3) @ L["wx"] + h @ L["wh"] + L["b"])
@@ -82,12 +84,15 @@ def test_gamma_init_for_cooijmans():
     np.testing.assert_allclose(p["hidden"][0]["norm_h"]["scale"], 0.1)
 
 
-@pytest.mark.parametrize("overrides,words", [
-    (["model.name=rnn", "model.norm=whiten"], ["model.norm", "batch_per_step"]),
-    (["model.name=mlp", "model.norm=batch_per_step"], ["model.norm", "ghost_batch"]),
-    (["model.name=rnn", "diagnostics.ics.enabled=true"], ["diagnostics.ics"]),
-    (["model.name=lstm", "model.rnn_norm_paths=gates"], ["model.rnn_norm_paths"]),
-])
+@pytest.mark.parametrize(
+    "overrides,words",
+    [
+        (["model.name=rnn", "model.norm=whiten"], ["model.norm", "batch_per_step"]),
+        (["model.name=mlp", "model.norm=batch_per_step"], ["model.norm", "ghost_batch"]),
+        (["model.name=rnn", "diagnostics.ics.enabled=true"], ["diagnostics.ics"]),
+        (["model.name=lstm", "model.rnn_norm_paths=gates"], ["model.rnn_norm_paths"]),
+    ],
+)
 def test_recurrent_config_errors(tmp_path, capsys, overrides, words):
     assert main(["run", "/dev/null", *overrides, "train.steps=3", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -95,8 +100,19 @@ def test_recurrent_config_errors(tmp_path, capsys, overrides, words):
 
 
 def test_recurrent_models_train_from_config(tmp_path):
-    counts, out = run_plan(["model.width=8", "model.activation=tanh", "train.steps=20", "train.log_every=10", "optim.name=adam",
-                           "optim.lr=0.01", "sweep.grid.model.name=[rnn,lstm]", "sweep.grid.model.norm=[batch_per_step,layer]"], tmp_path / "o")
+    counts, out = run_plan(
+        [
+            "model.width=8",
+            "model.activation=tanh",
+            "train.steps=20",
+            "train.log_every=10",
+            "optim.name=adam",
+            "optim.lr=0.01",
+            "sweep.grid.model.name=[rnn,lstm]",
+            "sweep.grid.model.norm=[batch_per_step,layer]",
+        ],
+        tmp_path / "o",
+    )
     assert counts == {"done": 4}
     rows = RunDir(out / "runs" / "name-lstm_norm-batch-per-step").metrics()
     assert rows[-1]["train_loss"] < rows[0]["val_loss"]

@@ -5,7 +5,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 from conftest import run_plan
 
 from bnlab.config.schema import Config, ModelConfig, OptimConfig, TrainConfig
@@ -176,8 +175,20 @@ def test_schedules(kw, checks):
 
 
 def test_cnn_trains_from_config(tmp_path):
-    p = run(tmp_path, ["model.name=cnn", "model.width=4", "model.depth=2", "model.norm=batch", "model.activation=relu",
-                       "train.steps=30", "train.log_every=15", "train.batch_size=32", "optim.lr=0.2"])
+    p = run(
+        tmp_path,
+        [
+            "model.name=cnn",
+            "model.width=4",
+            "model.depth=2",
+            "model.norm=batch",
+            "model.activation=relu",
+            "train.steps=30",
+            "train.log_every=15",
+            "train.batch_size=32",
+            "optim.lr=0.2",
+        ],
+    )
     rows = metrics(p)
     assert rows[-1]["step"] == 30 and rows[-1]["test_loss"] < 0.6 * rows[0]["test_loss"] and rows[-1]["test_acc"] > 0.5
     assert "grad_norm/hidden.1.layer.kernel" in rows[-1] and "param_norm/hidden.0.norm.gamma" in rows[-1]

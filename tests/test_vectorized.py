@@ -9,10 +9,20 @@ from bnlab.runner.plan import plan
 from bnlab.runner.results import RunDir
 from bnlab.train.vectorized import shared_program_key
 
-SWEEP = ["model.width=16", "model.depth=2", "train.steps=60", "train.log_every=20", "train.batch_size=32",
-         "optim.name=momentum", "model.dropout=0.1",
-         "sweep.grid.seed=[0,1]", "sweep.zip.optim.lr=[0.05,0.2]", "sweep.zip.model.init_scale=[1.0,2.0]",
-         "sweep.zip.optim.global_clipnorm=[1.0,5.0]", "sweep.zip.optim.weight_decay=[1e-4,1e-3]"]
+SWEEP = [
+    "model.width=16",
+    "model.depth=2",
+    "train.steps=60",
+    "train.log_every=20",
+    "train.batch_size=32",
+    "optim.name=momentum",
+    "model.dropout=0.1",
+    "sweep.grid.seed=[0,1]",
+    "sweep.zip.optim.lr=[0.05,0.2]",
+    "sweep.zip.model.init_scale=[1.0,2.0]",
+    "sweep.zip.optim.global_clipnorm=[1.0,5.0]",
+    "sweep.zip.optim.weight_decay=[1e-4,1e-3]",
+]
 
 
 def results(p):
@@ -36,8 +46,11 @@ def test_vmapped_group_matches_one_by_one(tmp_path, norm):
 
 
 def test_structure_splits_groups(tmp_path):
-    p = plan(None, ["train.steps=5", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]",
-                           "sweep.grid.optim.clipvalue=[null,1.0]"], tmp_path / "o")
+    p = plan(
+        None,
+        ["train.steps=5", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]", "sweep.grid.optim.clipvalue=[null,1.0]"],
+        tmp_path / "o",
+    )
     groups = vector_groups(p, p.runs)
     assert sorted(len(g) for g in groups) == [2, 2, 2, 2]  # norm and clipping on/off are structure; seeds group
     a, b = (to_object(load(None, [f"optim.weight_decay={wd}"])) for wd in (0.0, 0.1))
@@ -45,7 +58,20 @@ def test_structure_splits_groups(tmp_path):
 
 
 def test_vectorised_divergence_is_per_run(tmp_path):
-    p = plan(None, ["model.width=16", "model.depth=2", "train.steps=40", "train.log_every=20", "train.batch_size=32",
-                           "model.norm=none", "model.init_scale=30", "model.activation=relu", "sweep.grid.optim.lr=[1e6,0.01]"], tmp_path / "o")
+    p = plan(
+        None,
+        [
+            "model.width=16",
+            "model.depth=2",
+            "train.steps=40",
+            "train.log_every=20",
+            "train.batch_size=32",
+            "model.norm=none",
+            "model.init_scale=30",
+            "model.activation=relu",
+            "sweep.grid.optim.lr=[1e6,0.01]",
+        ],
+        tmp_path / "o",
+    )
     assert execute(p, vectorize=True) == {"diverged": 1, "done": 1}
     assert RunDir(p.out_dir / "runs" / "lr-0.01").metrics()[-1]["step"] == 40

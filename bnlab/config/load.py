@@ -21,7 +21,6 @@ from ..errors import ConfigError
 from .schema import Config
 
 
-
 def _allowed_keys(parent: str) -> list[str]:
     node = OmegaConf.structured(Config)
     try:

@@ -52,8 +52,10 @@ def validate(cfg: Config) -> None:
     check(d.subset is None or d.subset > 0, f"data.subset: must be a positive count or null, got {d.subset}")
     check(d.standardize in STANDARDIZE, f"data.standardize: unknown {d.standardize!r}; allowed: {', '.join(STANDARDIZE)}")
     check(d.synthetic_size > 0, f"data.synthetic_size: must be > 0, got {d.synthetic_size}")
-    check(len(d.synthetic_shape) == 3 and all(s > 0 for s in d.synthetic_shape),
-          f"data.synthetic_shape: must be three positive sizes [H, W, C], got {list(d.synthetic_shape)}")
+    check(
+        len(d.synthetic_shape) == 3 and all(s > 0 for s in d.synthetic_shape),
+        f"data.synthetic_shape: must be three positive sizes [H, W, C], got {list(d.synthetic_shape)}",
+    )
     check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
     check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
 
@@ -78,14 +80,20 @@ def validate(cfg: Config) -> None:
     if m.norm == "group":
         check(m.width % m.groups == 0, f"model.groups: must divide model.width ({m.width}), got {m.groups}")
     if m.norm == "ghost_batch" and not t.full_batch:
-        check(m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0,
-              f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}")
+        check(
+            m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0,
+            f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}",
+        )
     if m.norm == "whiten":
-        check(m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0,
-              f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}")
+        check(
+            m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0,
+            f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}",
+        )
     check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
-    check(m.renorm_rmax >= 1 and m.renorm_dmax >= 0,
-          f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}")
+    check(
+        m.renorm_rmax >= 1 and m.renorm_dmax >= 0,
+        f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}",
+    )
 
     registered(OPTIMIZERS, o.name)
     check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
@@ -94,8 +102,10 @@ def validate(cfg: Config) -> None:
     check(o.schedule in SCHEDULES, f"optim.schedule: unknown {o.schedule!r}; allowed: {', '.join(SCHEDULES)}")
     check(o.warmup_steps >= 0, f"optim.warmup_steps: must be >= 0, got {o.warmup_steps}")
     check(0 <= o.final_lr_fraction <= 1, f"optim.final_lr_fraction: must be in [0, 1], got {o.final_lr_fraction}")
-    check(all(0 < b < 1 for b in o.decay_boundaries) and list(o.decay_boundaries) == sorted(o.decay_boundaries),
-          f"optim.decay_boundaries: must be increasing fractions in (0, 1), got {list(o.decay_boundaries)}")
+    check(
+        all(0 < b < 1 for b in o.decay_boundaries) and list(o.decay_boundaries) == sorted(o.decay_boundaries),
+        f"optim.decay_boundaries: must be increasing fractions in (0, 1), got {list(o.decay_boundaries)}",
+    )
     check(o.decay_factor > 0, f"optim.decay_factor: must be > 0, got {o.decay_factor}")
     check(o.weight_decay >= 0, f"optim.weight_decay: must be >= 0, got {o.weight_decay}")
     for key in ("clipnorm", "global_clipnorm", "clipvalue"):
@@ -112,13 +122,17 @@ def validate(cfg: Config) -> None:
     check(t.eval_bn_stats in ("running", "population"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population")
     if t.eval_bn_stats == "population" and m.norm in NORMS and not recurrent:
         norm = NORMS.get(m.norm)
-        check(norm.population or not norm.absorbs_bias,
-              f"train.eval_bn_stats: population statistics are defined for mean/variance norms "
-              f"({', '.join(n for n in NORMS.names() if NORMS.get(n).population)}), not {m.norm!r}")
+        check(
+            norm.population or not norm.absorbs_bias,
+            f"train.eval_bn_stats: population statistics are defined for mean/variance norms "
+            f"({', '.join(n for n in NORMS.names() if NORMS.get(n).population)}), not {m.norm!r}",
+        )
     check(t.checkpoint_every >= 0, f"train.checkpoint_every: must be >= 0, got {t.checkpoint_every}")
     if t.checkpoint_every > 0 and t.log_every >= 1:
-        check(t.checkpoint_every % t.log_every == 0,
-              f"train.checkpoint_every: must be a multiple of train.log_every ({t.log_every}), got {t.checkpoint_every}")
+        check(
+            t.checkpoint_every % t.log_every == 0,
+            f"train.checkpoint_every: must be a multiple of train.log_every ({t.log_every}), got {t.checkpoint_every}",
+        )
 
     problems.extend(_diagnostics_problems(cfg.diagnostics))
     if problems:
@@ -136,21 +150,28 @@ def _diagnostics_problems(dg: DiagnosticsConfig) -> list[str]:
         section = getattr(dg, name)
         key = f"diagnostics.{name}"
         sch = section.schedule
-        check(sch.every >= 0 and sch.log_spaced >= 0 and all(a >= 0 for a in sch.at),
-              f"{key}.schedule: every, at and log_spaced must be >= 0, got {sch.every}, {list(sch.at)}, {sch.log_spaced}")
+        check(
+            sch.every >= 0 and sch.log_spaced >= 0 and all(a >= 0 for a in sch.at),
+            f"{key}.schedule: every, at and log_spaced must be >= 0, got {sch.every}, {list(sch.at)}, {sch.log_spaced}",
+        )
         if section.enabled:
             check(sch.every > 0 or sch.at or sch.log_spaced > 0, f"{key}.schedule: enabled but empty; set every, at or log_spaced")
         check(section.bn_mode in BN_MODES, f"{key}.bn_mode: unknown {section.bn_mode!r}; allowed: {', '.join(BN_MODES)}")
-    a, l, h, s = dg.activations, dg.landscape, dg.hessian, dg.surface
+    a, land, h, s = dg.activations, dg.landscape, dg.hessian, dg.surface
     check(a.units >= 1, f"diagnostics.activations.units: must be >= 1, got {a.units}")
     check(a.batch_size >= 1, f"diagnostics.activations.batch_size: must be >= 1, got {a.batch_size}")
     check(0 < a.saturation < 1, f"diagnostics.activations.saturation: must be in (0, 1), got {a.saturation}")
-    check(len(l.eta_multipliers) > 0 and all(m > 0 for m in l.eta_multipliers),
-          f"diagnostics.landscape.eta_multipliers: must be positive numbers, got {list(l.eta_multipliers)}")
+    check(
+        len(land.eta_multipliers) > 0 and all(m > 0 for m in land.eta_multipliers),
+        f"diagnostics.landscape.eta_multipliers: must be positive numbers, got {list(land.eta_multipliers)}",
+    )
     check(h.batch_size >= 1, f"diagnostics.hessian.batch_size: must be >= 1, got {h.batch_size}")
     check(h.top_k >= 1, f"diagnostics.hessian.top_k: must be >= 1, got {h.top_k}")
     check(h.method in ("lanczos", "power"), f"diagnostics.hessian.method: unknown {h.method!r}; allowed: lanczos, power")
-    check(h.method == "lanczos" or h.top_k == 1, "diagnostics.hessian.top_k: power iteration gives only the top eigenvalue; use method=lanczos for top_k > 1")
+    check(
+        h.method == "lanczos" or h.top_k == 1,
+        "diagnostics.hessian.top_k: power iteration gives only the top eigenvalue; use method=lanczos for top_k > 1",
+    )
     check(h.iterations >= h.top_k, f"diagnostics.hessian.iterations: must be >= top_k ({h.top_k}), got {h.iterations}")
     check(h.trace_probes >= 0 and h.density_probes >= 0, "diagnostics.hessian.trace_probes, density_probes: must be >= 0")
     check(h.density_steps >= 2, f"diagnostics.hessian.density_steps: must be >= 2, got {h.density_steps}")

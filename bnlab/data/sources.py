@@ -9,9 +9,9 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import numpy as np
 
@@ -27,8 +27,8 @@ class Source:
     """What a loader found: a training split, and test/validation splits where the source has them."""
 
     train: Split
-    test: Optional[Split] = None
-    val: Optional[Split] = None
+    test: Split | None = None
+    val: Split | None = None
 
 
 Loader = Callable[[str, DataConfig], Source]

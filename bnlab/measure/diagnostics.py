@@ -11,7 +11,8 @@ the very batch that step s trains on.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -132,8 +133,8 @@ class Landscape(_Scheduled):
             gnorm = optax.global_norm(g)
 
             def along(eta):
-                l, g_eta = value_and_grad(jax.tree.map(lambda w, d: w - eta * d, state.params, g))
-                return l, optax.global_norm(jax.tree.map(jnp.subtract, g, g_eta))
+                loss_eta, g_eta = value_and_grad(jax.tree.map(lambda w, d: w - eta * d, state.params, g))
+                return loss_eta, optax.global_norm(jax.tree.map(jnp.subtract, g, g_eta))
 
             losses, diffs = jax.vmap(along)(etas)
             return {
@@ -171,8 +172,9 @@ class InternalCovariateShift(_Scheduled):
 
         def measure(state: TrainState):
             x, y = program.batch_at(state)
-            train_grads = jax.grad(lambda p: program.model.loss(p, state.batch_stats, x, y, bn_mode="batch",
-                                                          rng=program.step_rng(state, state.step))[0])(state.params)
+            train_grads = jax.grad(
+                lambda p: program.model.loss(p, state.batch_stats, x, y, bn_mode="batch", rng=program.step_rng(state, state.step))[0]
+            )(state.params)
             updates, _ = program.tx.update(train_grads, state.opt_state, state.params)
 
             def grad_at(p):

@@ -17,7 +17,7 @@ a dense matrix in the tests (`jnp.linalg.eigh` of the full Hessian of a tiny mod
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp

@@ -13,8 +13,8 @@ evaluation. Their parameters are named `scale` (γ) and `bias` (β), their stati
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -209,9 +209,9 @@ class Whiten(_RunningStats):
         return self._affine(self._whiten(xc, cov).reshape(x.shape))
 
 
-NORMS.register("none", doc="no normalisation; the linear layer keeps its bias")(
-    Norm(lambda f, spatial, cfg, rngs: Identity(), absorbs_bias=False)
-)
+NORMS.register("none", doc="no normalisation; the linear layer keeps its bias")(Norm(lambda f, spatial, cfg, rngs: Identity(), absorbs_bias=False))
+
+
 def _flax_bn(cls):
     return lambda f, spatial, cfg, rngs: cls(f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), rngs=rngs)
 

@@ -19,7 +19,7 @@ The classifier reads the last step's hidden state.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -150,4 +150,3 @@ class LSTM(_RowReader):
     """LSTM reading the image row by row; gates from N(W_x x_t) + N(W_h h_{t-1}) + b, h_t = o * tanh(N(c_t))."""
 
     gates = 4
-

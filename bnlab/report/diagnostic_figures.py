@@ -59,9 +59,11 @@ def landscape(groups: dict[str, list[Run]], path: Path) -> Path | None:
         _band(axes[0], runs, "landscape/loss_min", "landscape/loss_max", color, name)
         _band(axes[1], runs, "landscape/grad_pred_min", "landscape/grad_pred_max", color, name)
         _line(axes[2], runs, "landscape/beta_smoothness", color, name)
-    titles = ("loss landscape: L(w − ηg)\nband: min–max over η, mean over seeds",
-              "gradient predictiveness: ‖g − ∇L(w − ηg)‖\nband: min–max over η, mean over seeds",
-              "effective β-smoothness: max over η\n" + SEED_BAND)
+    titles = (
+        "loss landscape: L(w − ηg)\nband: min–max over η, mean over seeds",
+        "gradient predictiveness: ‖g − ∇L(w − ηg)‖\nband: min–max over η, mean over seeds",
+        "effective β-smoothness: max over η\n" + SEED_BAND,
+    )
     for ax, title in zip(axes, titles):
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("training step")
@@ -78,8 +80,17 @@ def activations(groups: dict[str, list[Run]], path: Path) -> Path | None:
     if not has_metric(groups, "activations/hidden.0/mean"):
         return None
     plt = pyplot()
-    layers = sorted({k.split("/")[1] for runs in groups.values() for run in runs for r in run.rows for k in r
-                     if k.startswith("activations/hidden.") and k.endswith("/p50")}, key=lambda s: int(s.split(".")[1]))
+    layers = sorted(
+        {
+            k.split("/")[1]
+            for runs in groups.values()
+            for run in runs
+            for r in run.rows
+            for k in r
+            if k.startswith("activations/hidden.") and k.endswith("/p50")
+        },
+        key=lambda s: int(s.split(".")[1]),
+    )
     fig, axes = plt.subplots(len(groups), len(layers), figsize=(3.6 * len(layers), 2.8 * len(groups) + 0.6), squeeze=False, sharex=True, sharey="col")
     for row, (label, runs) in zip(axes, groups.items()):
         for ax, layer in zip(row, layers):
@@ -97,8 +108,11 @@ def activations(groups: dict[str, list[Run]], path: Path) -> Path | None:
     for ax in axes[-1]:
         ax.set_xlabel("training step")
     axes[0][0].legend(fontsize=7, title="unit", title_fontsize=7)
-    fig.suptitle("Input to the nonlinearity over training (Ioffe & Szegedy 2015, Fig. 1b,c): line = 50th, band = 15th–85th "
-                 f"percentile over the evaluation batch, each averaged over seeds; BN mode: {_mode(groups, 'activations/bn_mode')}", fontsize=9)
+    fig.suptitle(
+        "Input to the nonlinearity over training (Ioffe & Szegedy 2015, Fig. 1b,c): line = 50th, band = 15th–85th "
+        f"percentile over the evaluation batch, each averaged over seeds; BN mode: {_mode(groups, 'activations/bn_mode')}",
+        fontsize=9,
+    )
     return _save(fig, path)
 
 
@@ -106,8 +120,10 @@ def saturation(groups: dict[str, list[Run]], path: Path) -> Path | None:
     if not has_metric(groups, "activations/hidden.0/saturated"):
         return None
     plt = pyplot()
-    layers = sorted({k.split("/")[1] for runs in groups.values() for run in runs for r in run.rows for k in r
-                     if k.endswith("/saturated")}, key=lambda s: int(s.split(".")[1]))
+    layers = sorted(
+        {k.split("/")[1] for runs in groups.values() for run in runs for r in run.rows for k in r if k.endswith("/saturated")},
+        key=lambda s: int(s.split(".")[1]),
+    )
     fig, axes = plt.subplots(1, len(layers), figsize=(4 * len(layers), 3.4), squeeze=False, sharey=True)
     for ax, layer in zip(axes[0], layers):
         for (label, runs), color in zip(groups.items(), COLORS * 4):
@@ -191,8 +207,10 @@ def spectral_density(groups: dict[str, list[Run]], path: Path) -> Path | None:
 
 
 def surface(groups: dict[str, list[Run]], path: Path) -> Path | None:
-    found = {label: [json.loads((run.path / "surface.json").read_text()) for run in runs if (run.path / "surface.json").exists()]
-             for label, runs in groups.items()}
+    found = {
+        label: [json.loads((run.path / "surface.json").read_text()) for run in runs if (run.path / "surface.json").exists()]
+        for label, runs in groups.items()
+    }
     found = {k: v for k, v in found.items() if v}
     if not found:
         return None
@@ -220,10 +238,12 @@ def surface(groups: dict[str, list[Run]], path: Path) -> Path | None:
             ax.clabel(cs, fontsize=6, fmt="%.1f")
             ax.plot([0], [0], "k+")
             ax.set_title(f"{label}: log10 loss\n(first of {len(surfaces)} seeds)", fontsize=9)
-        for ax in axes.flat[len(found):]:
+        for ax in axes.flat[len(found) :]:
             ax.axis("off")
     band = "; 1-D: line = mean, band = min–max over seeds" if first["dims"] == 1 else ""
-    fig.suptitle(f"Loss around the final weights (Li et al. 2018); BN params: {first['bn_params']}, BN statistics: {first['bn_stats']}{band}", fontsize=9)
+    fig.suptitle(
+        f"Loss around the final weights (Li et al. 2018); BN params: {first['bn_params']}, BN statistics: {first['bn_stats']}{band}", fontsize=9
+    )
     return _save(fig, path)
 
 

@@ -12,8 +12,12 @@ import numpy as np
 from ..runner.results import final_row
 from .runs import COLORS, Run, has_metric, legend_label, mark_diverged, nan_stats, pyplot, save, series, short
 
-CLASSIFICATION_PANELS = (("train_loss", "train loss (mean since the last log)"), ("test_acc", "test accuracy"),
-                         ("val_loss", "validation loss"), ("val_acc", "validation accuracy"))
+CLASSIFICATION_PANELS = (
+    ("train_loss", "train loss (mean since the last log)"),
+    ("test_acc", "test accuracy"),
+    ("val_loss", "validation loss"),
+    ("val_acc", "validation accuracy"),
+)
 REGRESSION_PANELS = (("train_loss", "train loss (mean since the last log)"), ("val_loss", "validation loss"), ("test_loss", "test loss"))
 
 
@@ -24,7 +28,7 @@ def learning_curves(groups: dict[str, list[Run]], path: Path) -> Path:
     panels = [(m, t) for m, t in candidates if has_metric(groups, m)] or list(candidates[:1])
     rows = math.ceil(len(panels) / 2)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 3.75 * rows + 0.8), sharex=True, squeeze=False)
-    for ax in axes.flat[len(panels):]:
+    for ax in axes.flat[len(panels) :]:
         ax.axis("off")
     for ax, (metric, title) in zip(axes.flat, panels):
         for (label, runs), color in zip(groups.items(), COLORS * 10):
@@ -40,7 +44,7 @@ def learning_curves(groups: dict[str, list[Run]], path: Path) -> Path:
         ax.grid(alpha=0.3)
         if metric.endswith("loss"):
             ax.set_yscale("log")
-    for ax in axes.flat[max(len(panels) - 2, 0):len(panels)]:
+    for ax in axes.flat[max(len(panels) - 2, 0) : len(panels)]:
         ax.set_xlabel("training step")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     ncol = min(len(labels), 3)
@@ -121,7 +125,9 @@ def gradient_norms(groups: dict[str, list[Run]], path: Path) -> Path:
     n = len(groups)
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    names = sorted({k.removeprefix("grad_norm/") for runs in groups.values() for run in runs for r in run.rows for k in r if k.startswith("grad_norm/")})
+    names = sorted(
+        {k.removeprefix("grad_norm/") for runs in groups.values() for run in runs for r in run.rows for k in r if k.startswith("grad_norm/")}
+    )
     layers = list(dict.fromkeys(sorted((_layer_and_kind(nm)[0] for nm in names), key=lambda s: (s == "head", s))))
     cmap = plt.get_cmap("viridis")
     layer_color = {layer: cmap(i / max(len(layers) - 1, 1) * 0.9) for i, layer in enumerate(layers)}

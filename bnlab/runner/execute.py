@@ -77,8 +77,9 @@ class Executor:
     retries: int = 2  # ray: re-executions of a task whose worker process died
 
 
-def execute(p: Plan, progress: bool = False, workers: int | None = 1, vectorize: bool | None = False,
-            executor: Executor | None = None) -> dict[str, int]:
+def execute(
+    p: Plan, progress: bool = False, workers: int | None = 1, vectorize: bool | None = False, executor: Executor | None = None
+) -> dict[str, int]:
     """Train every unfinished run of a plan: in this process, in `workers` worker processes, or
     (`vectorize`) as vmapped groups in this process. None picks the default for the backend, as
     `bnlab run` does. Returns how many runs ended in each status, earlier finished runs included."""
@@ -108,7 +109,13 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(p.runs), initial=len(p.runs) - len(todo), desc=f"sweep {p.out_dir} ({workers} worker{'s' * (workers > 1)})", unit="run", dynamic_ncols=True)
+        bar = tqdm(
+            total=len(p.runs),
+            initial=len(p.runs) - len(todo),
+            desc=f"sweep {p.out_dir} ({workers} worker{'s' * (workers > 1)})",
+            unit="run",
+            dynamic_ncols=True,
+        )
 
     def done(run_id: str, status: str) -> None:
         write_summary(p.out_dir, p.runs)

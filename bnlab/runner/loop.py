@@ -225,8 +225,13 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], progress:
                 step = event
             for k, run in enumerate(runs):
                 if run.status == "running":
-                    row = run.write_row(event, select(state, k), select(summary, k) if summary is not None else None,
-                                        event in log_steps or event == 0, time.perf_counter() - started)
+                    row = run.write_row(
+                        event,
+                        select(state, k),
+                        select(summary, k) if summary is not None else None,
+                        event in log_steps or event == 0,
+                        time.perf_counter() - started,
+                    )
                     if bar is not None and k == 0 and "test_loss" in row:
                         bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3g}", test_loss=f"{row['test_loss']:.3g}")
             if all(run.status != "running" for run in runs):

@@ -58,6 +58,5 @@ def _check_same_config(rd: RunDir, cfg: Config) -> None:
     diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     if diff:
         raise ConfigError(
-            f"{rd.path} holds results of a different config ({'; '.join(diff[:5])}); "
-            "give another --out, or delete that folder to start over"
+            f"{rd.path} holds results of a different config ({'; '.join(diff[:5])}); give another --out, or delete that folder to start over"
         )

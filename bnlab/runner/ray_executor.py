@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError

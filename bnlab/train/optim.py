@@ -7,7 +7,7 @@ Gradient norms are logged before this chain, i.e. before clipping.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
