@@ -180,9 +180,16 @@ def test_whitening_decorrelates_each_group():
     np.testing.assert_allclose(y[:, :4], xc @ U @ np.diag(1 / np.sqrt(lam + 1e-6)) @ U.T, rtol=1e-3, atol=1e-3)
     # across groups nothing is decorrelated
     assert abs(np.corrcoef(y[:, 0], y[:, 4])[0, 1]) > 0.01
-    # evaluation uses the running mean and covariance
-    y_eval = np.asarray(w(x, train=False))
-    assert np.isfinite(y_eval).all()
+    # evaluation whitens with the running mean and covariance: one update at momentum 0.99 from (0, I)
+    y_eval = np.asarray(w(x, train=False), np.float64)
+    xa = np.asarray(x, np.float64)
+    mean = 0.01 * xa.mean(0)
+    for g in (slice(0, 4), slice(4, 8)):
+        xc_g = xa[:, g] - xa[:, g].mean(0)
+        cov = 0.99 * np.eye(4) + 0.01 * xc_g.T @ xc_g / len(xc_g)
+        lam, U = np.linalg.eigh(cov)
+        expected = (xa[:, g] - mean[g]) @ U @ np.diag(1 / np.sqrt(lam + 1e-6)) @ U.T
+        np.testing.assert_allclose(y_eval[:, g], expected, rtol=1e-3, atol=1e-3)
 
 
 def test_gamma_init_option():

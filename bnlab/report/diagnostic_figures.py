@@ -109,8 +109,8 @@ def activations(groups: dict[str, list[Run]], path: Path) -> Path | None:
         ax.set_xlabel("training step")
     axes[0][0].legend(fontsize=7, title="unit", title_fontsize=7)
     fig.suptitle(
-        "Input to the nonlinearity over training (Ioffe & Szegedy 2015, Fig. 1b,c): line = 50th, band = 15th–85th "
-        f"percentile over the evaluation batch, each averaged over seeds; BN mode: {_mode(groups, 'activations/bn_mode')}",
+        "Input to the nonlinearity over training (Ioffe & Szegedy 2015, Fig. 1b,c)\nline: 50th, band: 15th–85th percentile over the "
+        f"evaluation batch, each averaged over seeds\nBN mode: {_mode(groups, 'activations/bn_mode')}",
         fontsize=9,
     )
     return _save(fig, path)

@@ -21,11 +21,16 @@ CLASSIFICATION_PANELS = (
 REGRESSION_PANELS = (("train_loss", "train loss (mean since the last log)"), ("val_loss", "validation loss"), ("test_loss", "test loss"))
 
 
-def learning_curves(groups: dict[str, list[Run]], path: Path) -> Path:
-    """Mean over seeds, band min–max over seeds, x where a run diverged; panels only for logged metrics."""
-    plt = pyplot()
+def learning_curve_panels(groups: dict[str, list[Run]]) -> list[tuple[str, str]]:
+    """(metric, title) of each panel: only metrics some run logged (no validation panels without a validation split)."""
     candidates = CLASSIFICATION_PANELS if has_metric(groups, "test_acc") else REGRESSION_PANELS
-    panels = [(m, t) for m, t in candidates if has_metric(groups, m)] or list(candidates[:1])
+    return [(m, t) for m, t in candidates if has_metric(groups, m)] or list(candidates[:1])
+
+
+def learning_curves(groups: dict[str, list[Run]], path: Path) -> Path:
+    """Mean over seeds, band min–max over seeds, x where a run diverged."""
+    plt = pyplot()
+    panels = learning_curve_panels(groups)
     rows = math.ceil(len(panels) / 2)
     fig, axes = plt.subplots(rows, 2, figsize=(11, 3.75 * rows + 0.8), sharex=True, squeeze=False)
     for ax in axes.flat[len(panels) :]:
@@ -88,11 +93,11 @@ def final_vs(runs: list[Run], axis: str, keys: list[str], metric: str, path: Pat
         any_diverged |= n_div > 0
         xs = sorted(by_x)
         ax.plot(xs, [np.mean(by_x[x]) for x in xs], "-o", color=color, label=label + (f" ({n_div} diverged)" if n_div else ""))
-    if any_diverged:
-        ax.axhspan(0, 0.06, color="0.9", zorder=0, transform=ax.get_xaxis_transform())
-        ax.text(0.005, 0.07, "diverged runs", transform=ax.transAxes, fontsize=7, color="0.4")
+    if any_diverged:  # a strip below the data, in axes coordinates: diverged runs have no value to plot
         lo, hi = ax.get_ylim()
-        ax.set_ylim(lo - 0.08 * (hi - lo), hi)  # room for the strip below the data
+        ax.set_ylim(lo - 0.1 * (hi - lo) / 0.9, hi)
+        ax.add_patch(plt.Rectangle((0, 0), 1, 0.07, transform=ax.transAxes, color="0.92", zorder=0, linewidth=0))
+        ax.text(0.005, 0.075, "diverged", transform=ax.transAxes, fontsize=7, color="0.4")
     if numeric:
         positive = [x for x in xs_all if x > 0]
         if len(positive) == len(xs_all) and max(positive) / min(positive) >= 10:
@@ -108,14 +113,37 @@ def final_vs(runs: list[Run], axis: str, keys: list[str], metric: str, path: Pat
     return save(fig, path)
 
 
-_KIND_STYLES = {"kernel": "-", "bias": "--", "gamma": ":", "beta": "-."}
+_KIND_STYLES = {"kernel": "-", "bias": "--", "gamma": ":", "beta": "-.", "scale": (0, (1, 3))}
+_OTHER_STYLES = [(0, (5, 1)), (0, (3, 1, 1, 1, 1, 1)), (0, (8, 3)), (0, (3, 3, 1, 3))]
 
 
-def _layer_and_kind(name: str) -> tuple[str, str]:
-    """'hidden.2.layer.kernel' -> ('hidden.2', 'kernel'); 'head.bias' -> ('head', 'bias')."""
-    parts = name.split(".")
-    layer = ".".join(parts[:2]) if parts[0] == "hidden" else parts[0]
-    return layer, parts[-1]
+def _owner_and_kind(name: str) -> tuple[str, str]:
+    """Where a parameter sits and what it is: 'hidden.2.layer.kernel' -> ('hidden.2', 'kernel'),
+    'hidden.0.norm.gamma' -> ('hidden.0', 'gamma'), an LSTM's 'hidden.0.norm_x.norm.gamma' ->
+    ('hidden.0.norm_x', 'gamma'), 'head.bias' -> ('head', 'bias')."""
+    owner, _, kind = name.rpartition(".")
+    for suffix in (".layer", ".norm"):
+        owner = owner.removesuffix(suffix)
+    return owner, kind
+
+
+def _owner_rank(owner: str) -> tuple:
+    parts = owner.split(".")
+    return (parts[0] == "head", int(parts[1]) if parts[0] == "hidden" and len(parts) > 1 and parts[1].isdigit() else 0, owner)
+
+
+def parameter_styles(names: list[str]) -> dict[str, tuple[Any, Any]]:
+    """(colour, line style) per parameter name, in layer order (head last): the colour tells where the
+    parameter sits (its layer, or a recurrent layer's path), the style what it is (kernel, bias, γ, β),
+    so no two parameters look alike."""
+    plt = pyplot()
+    owners = sorted({_owner_and_kind(nm)[0] for nm in names}, key=_owner_rank)
+    palette = plt.get_cmap("tab10").colors if len(owners) <= 10 else [plt.get_cmap("viridis")(i / (len(owners) - 1)) for i in range(len(owners))]
+    color = dict(zip(owners, palette))
+    others = sorted({_owner_and_kind(nm)[1] for nm in names} - set(_KIND_STYLES))
+    style = {**_KIND_STYLES, **{k: _OTHER_STYLES[i % len(_OTHER_STYLES)] for i, k in enumerate(others)}}
+    ordered = sorted(names, key=lambda nm: (_owner_rank(_owner_and_kind(nm)[0]), list(style).index(_owner_and_kind(nm)[1])))
+    return {nm: (color[_owner_and_kind(nm)[0]], style[_owner_and_kind(nm)[1]]) for nm in ordered}
 
 
 def gradient_norms(groups: dict[str, list[Run]], path: Path) -> Path:
@@ -128,17 +156,15 @@ def gradient_norms(groups: dict[str, list[Run]], path: Path) -> Path:
     names = sorted(
         {k.removeprefix("grad_norm/") for runs in groups.values() for run in runs for r in run.rows for k in r if k.startswith("grad_norm/")}
     )
-    layers = list(dict.fromkeys(sorted((_layer_and_kind(nm)[0] for nm in names), key=lambda s: (s == "head", s))))
-    cmap = plt.get_cmap("viridis")
-    layer_color = {layer: cmap(i / max(len(layers) - 1, 1) * 0.9) for i, layer in enumerate(layers)}
+    styles = parameter_styles(names)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows + 1.0), squeeze=False, sharey=True)
     for ax, (label, runs) in zip(axes.flat, groups.items()):
         for name in names:
             steps, values = series(runs, "grad_norm/" + name)
             if not len(steps):
                 continue
-            layer, kind = _layer_and_kind(name)
-            ax.plot(steps, nan_stats(values)[0], _KIND_STYLES.get(kind, "-"), color=layer_color[layer], linewidth=1.3)
+            color, style = styles[name]
+            ax.plot(steps, nan_stats(values)[0], linestyle=style, color=color, linewidth=1.3)
         ax.set_yscale("log")
         ax.set_title(legend_label(label, runs), fontsize=10)
         ax.set_xlabel("training step")
@@ -146,10 +172,16 @@ def gradient_norms(groups: dict[str, list[Run]], path: Path) -> Path:
     for ax in axes.flat[n:]:
         ax.axis("off")
     axes[0][0].set_ylabel("gradient ℓ2 norm (before clipping)")
-    kinds = sorted({_layer_and_kind(nm)[1] for nm in names}, key=lambda k: list(_KIND_STYLES).index(k) if k in _KIND_STYLES else 9)
-    handles = [plt.Line2D([], [], color=layer_color[layer], linewidth=2) for layer in layers]
-    handles += [plt.Line2D([], [], color="black", linestyle=_KIND_STYLES.get(k, "-")) for k in kinds]
-    fig.legend(handles, layers + kinds, loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
-    fig.suptitle("Gradient norm per parameter: mean over seeds (colour: layer; style: kernel, bias, γ, β)", fontsize=11)
+    layers = {_owner_and_kind(nm)[0]: color for nm, (color, _) in styles.items()}
+    kinds = {
+        _owner_and_kind(nm)[1]: style
+        for nm, (_, style) in sorted(
+            styles.items(), key=lambda kv: list(_KIND_STYLES).index(_owner_and_kind(kv[0])[1]) if _owner_and_kind(kv[0])[1] in _KIND_STYLES else 9
+        )
+    }
+    handles = [plt.Line2D([], [], color=color, linewidth=2) for color in layers.values()]
+    handles += [plt.Line2D([], [], color="black", linestyle=style) for style in kinds.values()]
+    fig.legend(handles, list(layers) + list(kinds), loc="lower center", ncol=min(len(handles), 8), frameon=False, fontsize=8)
+    fig.suptitle("Gradient norm per parameter, mean over seeds (colour: where it sits; line style: what it is)", fontsize=11)
     fig.tight_layout(rect=(0, 0.04 + 0.03 * math.ceil(len(handles) / 8), 1, 0.96))
     return save(fig, path)

@@ -1,0 +1,61 @@
+"""Every committed results folder replots from what is committed: `bnlab plot` on a copy without its
+figures makes each committed figure again, from the committed runs' config, status and metrics."""
+
+import shutil
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+from bnlab.report.plot import plot_all
+from bnlab.runner.results import RunDir, read_summary
+
+FOLDERS = sorted(p for p in (ROOT / "results").glob("*") if (p / "summary.csv").exists())
+
+
+def test_there_are_committed_results():
+    assert len(FOLDERS) >= 6
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=[p.name for p in FOLDERS])
+def test_committed_figures_are_made_again_from_committed_runs(tmp_path, folder):
+    import matplotlib.image
+
+    for row in read_summary(folder):  # every run of the summary is committed whole
+        rd = RunDir(folder / "runs" / row["run_id"])
+        assert rd.config_path.exists() and rd.metrics() and rd.status()["status"] == row["status"], rd.path
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("figures"))
+    made = sorted(p.name for p in plot_all(copy))
+    committed = sorted(p.name for p in (folder / "figures").iterdir())
+    assert made == committed
+    for name in committed:
+        old, new = matplotlib.image.imread(folder / "figures" / name), matplotlib.image.imread(copy / "figures" / name)
+        assert old.shape == new.shape, name
+        assert np.mean(np.abs(old - new)) < 0.02, name  # the same picture (small slack for another matplotlib's text rendering)
+
+
+def test_no_two_parameters_share_a_colour_and_style_in_the_gradient_figure():
+    from bnlab.report.figures import parameter_styles
+
+    mlp = (
+        [f"hidden.{i}.layer.kernel" for i in range(3)]
+        + [f"hidden.{i}.norm.{k}" for i in range(3) for k in ("gamma", "beta")]
+        + ["head.kernel", "head.bias"]
+    )
+    lstm = ["hidden.0.x.kernel", "hidden.0.h.kernel", "hidden.0.bias", "head.kernel", "head.bias"]
+    lstm += [f"hidden.0.norm_{p}.{k}" for p in "xhc" for k in ("norm.gamma", "norm.beta", "scale", "bias")]  # layer norm and per-step BN
+    for names in (mlp, lstm):
+        styles = parameter_styles(names)
+        assert len({(tuple(c), str(s)) for c, s in styles.values()}) == len(names)
+        assert list(styles)[-1].startswith("head")  # legend order follows the layers, head last
+
+
+def test_learning_curves_draw_no_validation_panels_without_a_validation_split(tmp_path):
+    from conftest import run_plan
+
+    from bnlab.report.figures import learning_curve_panels
+    from bnlab.report.runs import group_runs, load_runs
+
+    _, out = run_plan(["model.width=8", "model.depth=1", "train.steps=10", "train.log_every=5", "data.val_fraction=0"], tmp_path / "o")
+    assert [m for m, _ in learning_curve_panels(group_runs(load_runs(out), []))] == ["train_loss", "test_acc"]
