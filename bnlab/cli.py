@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+from pathlib import Path
 
 RUN_HELP = """\
 Run a config. A config with a `sweep:` block runs every run of the sweep.
@@ -16,6 +18,12 @@ Bad configs exit with code 2 before anything is written."""
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .config.load import load
+    from .runner.folder import check_writable
+
+    cfg = load(args.config, args.overrides)
+    check_writable(Path(args.out) if args.out else Path("results") / cfg.name)  # refuse a busy folder before loading anything
+
     from .runner.execute import Executor, execute
     from .runner.plan import plan
 
@@ -30,6 +38,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     executor = Executor(args.executor, args.address, args.retries)
     counts = execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize, executor=executor)
     print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if not args.quiet:
+        from .report.table import final_table
+
+        print(final_table(p.out_dir))
     return 0 if "failed" not in counts else 1
 
 
@@ -140,6 +152,15 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         print(f"bnlab: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nbnlab: interrupted; finished runs are kept, the others are marked interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {err.filename}" if err.filename else ""
+            print(f"bnlab: error: no space left on the device{where}; free some space and rerun the same command to resume", file=sys.stderr)
+            return 1
+        raise
 
 
 if __name__ == "__main__":

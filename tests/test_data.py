@@ -2,6 +2,7 @@
 
 import gzip
 import struct
+import sys
 
 import numpy as np
 import pytest
@@ -122,3 +123,56 @@ def test_tfds_real_builder_prepared_offline(tmp_path):
     assert (tmp_path / "tiny_digits").is_dir()  # prepared under data_dir
     with pytest.raises(ConfigError, match="TFDS has no dataset"):
         load(DataConfig(name="tfds:no_such_dataset_xyz", data_dir=str(tmp_path)))
+
+
+def _write_mnist_like(folder, n, seed):
+    """Raw (already extracted) MNIST IDX files of n random 28x28 digits; returns the paths and the labels."""
+    rng = np.random.default_rng(seed)
+    images, labels = rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), rng.integers(0, 10, size=n, dtype=np.uint8)
+    paths = {"data": folder / f"images-{seed}", "labels": folder / f"labels-{seed}"}
+    paths["data"].write_bytes(struct.pack(">HBB", 0, 0x08, 3) + struct.pack(">III", n, 28, 28) + images.tobytes())
+    paths["labels"].write_bytes(struct.pack(">HBB", 0, 0x08, 1) + struct.pack(">I", n) + labels.tobytes())
+    return paths, images, labels
+
+
+def test_tfds_registered_mnist_builder_prepares_from_local_files(tmp_path, monkeypatch):
+    """TFDS's own `mnist` builder, end to end (prepare, TFRecords, as_dataset), with its download
+    step answered by local files and its split sizes cut to fit them."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from tensorflow_datasets.image_classification import mnist
+
+    train, train_x, train_y = _write_mnist_like(tmp_path, 60, seed=1)
+    test, _, test_y = _write_mnist_like(tmp_path, 20, seed=2)
+    local = {"train_data": train["data"], "train_labels": train["labels"], "test_data": test["data"], "test_labels": test["labels"]}
+    monkeypatch.setattr(mnist, "_TRAIN_EXAMPLES", 60)
+    monkeypatch.setattr(mnist, "_TEST_EXAMPLES", 20)
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", lambda self, urls: {k: str(local[k]) for k in urls})
+    ds = load(DataConfig(name="tfds:mnist", standardize="none", val_fraction=0.0, data_dir=str(tmp_path / "tfds")))
+    assert ds.sizes() == {"train": 60, "val": 0, "test": 20} and ds.image_shape == (28, 28, 1)
+    assert sorted(ds.y_test.tolist()) == sorted(test_y.tolist())
+    got = {x.tobytes() for x in (ds.x_train[..., 0] * 255).round().astype(np.uint8)}
+    assert got == {x.tobytes() for x in train_x}  # the very images of the files, in TFDS's order
+    assert (tmp_path / "tfds" / "mnist").is_dir()
+
+
+def test_tfds_offline_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    import requests
+
+    from bnlab.cli import main
+
+    def offline(self, urls):
+        raise requests.exceptions.ConnectionError("Failed to resolve 'storage.googleapis.com' ([Errno -2] Name or service not known)")
+
+    monkeypatch.setattr(tfds.download.DownloadManager, "download_and_extract", offline)
+    code = main(["run", "configs/quickstart.yaml", "data.name=tfds:mnist", f"data.data_dir={tmp_path / 'empty'}", "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "could not be downloaded" in err and "data.data_dir" in err and str(tmp_path / "empty") in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_tfds_without_the_extra_names_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if `pip install bnlab` without [tfds]
+    with pytest.raises(ConfigError, match=r"pip install 'bnlab\[tfds\]'"):
+        load(DataConfig(name="tfds:mnist", data_dir="/nonexistent"))

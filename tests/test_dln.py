@@ -55,6 +55,7 @@ def test_dln_with_bn_trains_full_batch(tmp_path):
             "data.synthetic_shape=[8,1,1]",
             "data.synthetic_size=400",
             "model.name=dln",
+            "model.activation=linear",
             "model.depth=4",
             "model.width=8",
             "train.full_batch=true",

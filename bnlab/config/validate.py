@@ -67,6 +67,10 @@ def validate(cfg: Config) -> None:
         check(not cfg.diagnostics.ics.enabled, "diagnostics.ics: defined for feed-forward layers (mlp, cnn, dln), not recurrent models")
         check(t.eval_bn_stats == "running", "train.eval_bn_stats: population statistics are implemented for mlp, cnn and dln, not recurrent models")
     registered(ACTIVATIONS, m.activation)
+    check(
+        m.name != "dln" or m.activation == "linear",
+        f"model.activation: the dln model has no nonlinearity, so it must say so: set model.activation: linear (got {m.activation!r})",
+    )
     registered(INITIALIZERS, m.init)
     check(m.depth >= 1, f"model.depth: must be >= 1, got {m.depth}")
     check(m.width >= 1, f"model.width: must be >= 1, got {m.width}")
@@ -189,6 +193,12 @@ def validate_against_data(cfg: Config, num_train: int, task: str = "classificati
     if task == "regression" and cfg.model.name not in ("dln", "mlp"):
         raise ConfigError(f"model.name: {cfg.data.name} is a regression task; allowed models: dln, mlp")
     if cfg.train.full_batch:
+        m = cfg.model
+        if m.norm == "ghost_batch" and num_train % m.ghost_batch_size:
+            raise ConfigError(
+                f"model.ghost_batch_size: with train.full_batch every batch is the whole training split ({num_train} examples), "
+                f"which {m.ghost_batch_size} does not divide; allowed: a divisor of {num_train}"
+            )
         return
     if cfg.train.batch_size > num_train:
         raise ConfigError(

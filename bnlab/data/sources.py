@@ -6,7 +6,9 @@ shared, in `bnlab.data.dataset`.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import io
 import os
 import struct
 from collections.abc import Callable
@@ -144,20 +146,65 @@ def load_idx(arg: str, cfg: DataConfig) -> Source:
     raise ConfigError(f"data.name: cannot tell train from test among IDX prefixes {sorted(pairs)} in {folder}")
 
 
+_NETWORK_ERRORS = ("ConnectionError", "NameResolutionError", "MaxRetryError", "Timeout", "DownloadError", "gaierror", "URLError")
+
+
+def _network_error(err: BaseException) -> BaseException | None:
+    """The network failure behind an exception, if any (TFDS wraps them several layers deep)."""
+    seen = err
+    while seen is not None:
+        if any(name in type(seen).__name__ for name in _NETWORK_ERRORS):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _import_tfds():
+    """TensorFlow Datasets and TensorFlow, quiet, or a one-line error naming the extra that installs them."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # TensorFlow only decodes images; this also keeps its start-up notice away
+    try:
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+    except ImportError as err:
+        raise ConfigError(
+            f"data.name: tfds:<name> datasets need TensorFlow Datasets and TensorFlow ({err.name} is missing), which the default "
+            "install leaves out: pip install 'bnlab[tfds]'"
+        ) from None
+    import logging
+
+    for noisy in ("absl", "urllib3", "tensorflow_datasets"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    tf.config.set_visible_devices([], "GPU")  # TensorFlow only reads data; the accelerator is JAX's
+    tfds.disable_progress_bar()
+    # TFDS retries a failed download 10 times with exponential backoff (~3.5 minutes offline): 3 are enough
+    from tensorflow_datasets.core.download import downloader
+
+    downloader.MAX_RETRIES = min(getattr(downloader, "MAX_RETRIES", 3), 3)
+    return tfds
+
+
 @DATASETS.register("tfds")
 def load_tfds(arg: str, cfg: DataConfig) -> Source:
     """Any TFDS image-classification dataset (mnist, fashion_mnist, cifar10, ...); honours data.data_dir."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    tf.config.set_visible_devices([], "GPU")  # TensorFlow only reads data; the accelerator is JAX's
-
+    tfds = _import_tfds()
     try:
         builder = tfds.builder(arg, data_dir=cfg.data_dir)
     except tfds.core.registered.DatasetNotFoundError as err:
         raise ConfigError(f"data.name: TFDS has no dataset {arg!r} ({str(err).splitlines()[0]})") from None
-    builder.download_and_prepare()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # TFDS prints its own progress notes
+            builder.download_and_prepare()
+    except Exception as err:
+        cause = _network_error(err)
+        if cause is None:
+            raise
+        where = cfg.data_dir or "TFDS's default ~/tensorflow_datasets"
+        raise ConfigError(
+            f"data.name: tfds:{arg} is not prepared in {where} and could not be downloaded ({type(cause).__name__}); "
+            f"prepare it where there is internet access (tfds.builder({arg!r}, data_dir=DIR).download_and_prepare()) and "
+            "give that folder as data.data_dir=DIR, or use idx:<folder> for MNIST-format files"
+        ) from None
     # builders whose info lists no splits (tfds.testing.mock_data) are asked for the usual names
     splits = set(builder.info.splits.keys()) or {"train", "test"}
     if "train" not in splits:

@@ -21,6 +21,7 @@ import optax
 
 from ..config.schema import Config, Schedule
 from ..registry import Registry
+from ..train import optim
 from ..train.program import TrainProgram
 from ..train.state import TrainState
 from .hessian import flat_hvp, gradient_share, hutchinson_trace, slq, top_eigen_lanczos, top_eigen_power
@@ -111,19 +112,23 @@ class Activations(_Scheduled):
 @DIAGNOSTICS.register("landscape", doc="loss and gradient change along the gradient, effective β-smoothness (Santurkar et al. 2018, Fig. 4)")
 class Landscape(_Scheduled):
     """Santurkar et al. 2018, Fig. 4: along the gradient g = ∇L(w; B) of this step's batch B, for
-    η in optim.lr × eta_multipliers: loss range min/max of L(w − ηg; B), gradient predictiveness
-    min/max of ‖g − ∇L(w − ηg; B)‖₂, and effective β-smoothness max_η ‖g − ∇L(w − ηg; B)‖₂ / (η‖g‖₂).
+    η in lr × eta_multipliers (lr: the scheduled learning rate of this step, recorded as
+    `landscape/lr`): loss range min/max of L(w − ηg; B), gradient predictiveness min/max of
+    ‖g − ∇L(w − ηg; B)‖₂, and effective β-smoothness max_η ‖g − ∇L(w − ηg; B)‖₂ / (η‖g‖₂).
     All step sizes are evaluated in one vmap."""
 
     name = "landscape"
 
     def __init__(self, cfg: Config, program: TrainProgram):
         self.cfg = cfg.diagnostics.landscape
-        etas = jnp.asarray(self.cfg.eta_multipliers, jnp.float32) * cfg.optim.lr
+        multipliers = jnp.asarray(self.cfg.eta_multipliers, jnp.float32)
+        lr_at = optim.schedule(cfg.optim, program.total_steps)
         mode = self.cfg.bn_mode
 
         def measure(state: TrainState):
             x, y = program.batch_at(state)
+            lr = lr_at(state.step)  # the learning rate the update of this step uses
+            etas = multipliers * lr
 
             def loss(p):
                 return program.model.loss(p, state.batch_stats, x, y, bn_mode=mode)[0]
@@ -145,6 +150,7 @@ class Landscape(_Scheduled):
                 "landscape/grad_pred_max": jnp.max(diffs),
                 "landscape/beta_smoothness": jnp.max(diffs / (etas * gnorm)),
                 "landscape/grad_norm": gnorm,
+                "landscape/lr": lr,
             }
 
         self._measure = jax.jit(measure)

@@ -9,22 +9,23 @@ Ray; every executor is handed the plan and writes the same folders.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..config.sweep import RunSpec
 from ..errors import ConfigError
+from ..train.state import total_steps
 from ..train.vectorized import shared_program_key
 from .compilation_cache import enable_compilation_cache
+from .folder import hold, record_sweep
 from .loop import run_group
 from .plan import Plan
-from .results import RunDir, write_summary
+from .results import FINISHED, RunDir, remove_stale_temporaries, write_summary
 
 
 def default_workers(pending: int) -> int:
-    """One single-threaded worker per core on a CPU backend (one small run keeps a core busy);
+    """One worker pinned to each core on a CPU backend (one small run keeps a core busy);
     one process on an accelerator."""
     import jax
 
@@ -32,20 +33,6 @@ def default_workers(pending: int) -> int:
         return 1
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, pending))
-
-
-@contextlib.contextmanager
-def _exclusive(out_dir: Path):
-    """One `bnlab run` per results folder at a time (an advisory lock, released even on SIGKILL)."""
-    import fcntl
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "sweep.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"{out_dir}: another `bnlab run` is writing here; wait for it or use another --out") from None
-        yield
 
 
 def default_vectorize() -> bool:
@@ -82,45 +69,89 @@ def execute(
 ) -> dict[str, int]:
     """Train every unfinished run of a plan: in this process, in `workers` worker processes, or
     (`vectorize`) as vmapped groups in this process. None picks the default for the backend, as
-    `bnlab run` does. Returns how many runs ended in each status, earlier finished runs included."""
+    `bnlab run` does. Returns how many runs ended in each status, earlier finished runs included.
+    Ctrl-C marks the runs in progress `interrupted` (a rerun resumes them) and raises KeyboardInterrupt."""
     executor = executor or Executor()
     if executor.kind == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
             raise ConfigError("--executor ray: Ray is not installed; pip install 'bnlab[ray]'") from None
-    with _exclusive(p.out_dir):
-        return _execute(p, progress, workers, vectorize, executor)
+    with hold(p.out_dir):
+        record_sweep(p.out_dir, p.source)
+        remove_stale_temporaries(p.out_dir)
+        try:
+            return _execute(p, progress, workers, vectorize, executor)
+        except KeyboardInterrupt:
+            for spec in p.runs:
+                rd = RunDir(p.out_dir / "runs" / spec.run_id)
+                if rd.status()["status"] == "running":
+                    rd.set_status("interrupted", **{k: v for k, v in rd.status().items() if k != "status"})
+            write_summary(p.out_dir, p.runs)
+            raise
+
+
+class _StepProgress:
+    """One bar for the whole sweep, in training steps of all its runs (finished runs count whole),
+    read from the runs' status files by a background thread: the same for every executor."""
+
+    def __init__(self, p: Plan, todo: list[RunSpec], workers: int):
+        import threading
+
+        from tqdm import tqdm
+
+        self.rds = [RunDir(p.out_dir / "runs" / spec.run_id) for spec in todo]
+        self.totals = [total_steps(spec.config, len(p.datasets[spec.run_id].y_train)) for spec in todo]
+        label = f"{p.out_dir}: {len(todo)} run{'s' * (len(todo) != 1)} to do ({workers} worker{'s' * (workers > 1)})"
+        self.bar = tqdm(total=sum(self.totals), desc=label, unit="step", dynamic_ncols=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _steps(self) -> tuple[int, int]:
+        steps, finished = 0, 0
+        for rd, total in zip(self.rds, self.totals):
+            status = rd.status()
+            done = status["status"] in FINISHED
+            finished += done
+            steps += total if done else int(status.get("step") or 0)
+        return steps, finished
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            self.update()
+
+    def update(self) -> None:
+        steps, finished = self._steps()
+        self.bar.n = steps
+        self.bar.set_postfix_str(f"{finished}/{len(self.rds)} runs finished", refresh=True)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.update()
+        self.bar.close()
 
 
 def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | None, executor: Executor) -> dict[str, int]:
     enable_compilation_cache()
-    todo = [s for s in p.runs if RunDir(p.out_dir / "runs" / s.run_id).status()["status"] not in ("done", "diverged")]
+    statuses = {s.run_id: RunDir(p.out_dir / "runs" / s.run_id).status() for s in p.runs}
+    for status in statuses.values():
+        if "problem" in status:
+            print(f"bnlab: warning: {status['problem']}; redoing that run", file=sys.stderr)
+    todo = [s for s in p.runs if statuses[s.run_id]["status"] not in FINISHED]
     counts: dict[str, int] = {}
     for s in p.runs:
         if s not in todo:
-            status = RunDir(p.out_dir / "runs" / s.run_id).status()["status"]
-            counts[status] = counts.get(status, 0) + 1
+            counts[statuses[s.run_id]["status"]] = counts.get(statuses[s.run_id]["status"], 0) + 1
     vectorize = default_vectorize() if vectorize is None else vectorize
     if vectorize or executor.kind == "ray":
         workers = 1
     workers = default_workers(len(todo)) if workers is None else max(1, min(workers, len(todo) or 1))
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(
-            total=len(p.runs),
-            initial=len(p.runs) - len(todo),
-            desc=f"sweep {p.out_dir} ({workers} worker{'s' * (workers > 1)})",
-            unit="run",
-            dynamic_ncols=True,
-        )
+    bar = _StepProgress(p, todo, workers) if progress and todo else None
 
     def done(run_id: str, status: str) -> None:
         write_summary(p.out_dir, p.runs)
-        if bar is not None:
-            bar.update(1)
 
     try:
         if executor.kind == "ray":
@@ -137,13 +168,13 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
             for group in vector_groups(p, todo) if vectorize else [[spec] for spec in todo]:
                 rds = [RunDir(p.out_dir / "runs" / spec.run_id) for spec in group]
                 try:
-                    statuses = run_group([s.config for s in group], p.datasets[group[0].run_id], rds, progress=progress)
+                    group_statuses = run_group([s.config for s in group], p.datasets[group[0].run_id], rds)
                 except Exception as err:  # recorded; the sweep goes on
                     for rd in rds:
-                        if rd.status()["status"] not in ("done", "diverged"):
+                        if rd.status()["status"] not in FINISHED:
                             rd.record_exception(err)
-                    statuses = [rd.status()["status"] for rd in rds]
-                for spec, status in zip(group, statuses):
+                    group_statuses = [rd.status()["status"] for rd in rds]
+                for spec, status in zip(group, group_statuses):
                     counts[status] = counts.get(status, 0) + 1
                     done(spec.run_id, status)
         write_summary(p.out_dir, p.runs)

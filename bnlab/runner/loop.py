@@ -69,14 +69,21 @@ PROGRAMS = ProgramCache()
 
 
 def _die_if_asked(rd: RunDir, step: int) -> None:
-    """Fault injection for tests: BNLAB_DIE_AT=<run_id>:<step> SIGKILLs this process right after
-    that run has written its row for that step, once (a marker file in the run folder remembers),
-    so kill-and-resume tests need no timing."""
-    if os.environ.get("BNLAB_DIE_AT") == f"{rd.run_id}:{step}":
+    """Fault injection for tests: BNLAB_DIE_AT=<run_id>:<step>[:INT] SIGKILLs this process (or, with
+    INT, sends SIGINT to its whole process group, as Ctrl-C in a terminal does) right after that run
+    has written its row for that step, once (a marker file in the run folder remembers), so
+    kill-and-resume tests need no timing."""
+    target = os.environ.get("BNLAB_DIE_AT", "")
+    run_id, _, rest = target.partition(":")
+    at, _, how = rest.partition(":")
+    if run_id == rd.run_id and at == str(step):
         marker = rd.path / f".killed-at-{step}"
         if not marker.exists():
             marker.touch()
-            os.kill(os.getpid(), signal.SIGKILL)
+            if how == "INT":
+                os.killpg(os.getpgid(0), signal.SIGINT)
+            else:
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _TrainMeans:
@@ -140,9 +147,11 @@ class _Run:
         self.rd.set_status("running", step=int(state.step), total_steps=self.total)
         return state
 
-    def diverge(self, step: int) -> None:
+    def diverge(self, step: int, wall: float, compile_seconds: float) -> None:
         self.rd.append_metrics({"step": step, "epoch": step / self.steps_per_epoch, "train_loss": float("nan")})
-        self.rd.set_status("diverged", step=step, diverged_step=step, total_steps=self.total)
+        self.rd.finish(
+            "diverged", step=step, diverged_step=step, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds
+        )
         self.status = "diverged"
 
     def write_row(self, event: int, state, summary, log_step: bool, wall: float) -> dict[str, Any]:
@@ -169,7 +178,7 @@ class _Run:
             from ..measure.surface import loss_surface, to_json
 
             atomic_write(self.rd.path / "surface.json", to_json(loss_surface(self.program, state, self.cfg.diagnostics.surface)))
-        self.rd.set_status("done", step=self.total, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds)
+        self.rd.finish("done", step=self.total, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds)
         self.status = "done"
 
     def close(self) -> None:
@@ -177,7 +186,7 @@ class _Run:
             self.ckpt.close()
 
 
-def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], progress: bool = False) -> list[str]:
+def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir]) -> list[str]:
     """Train runs that differ only in VECTOR_KEYS numbers (and start at the same step) together:
     one vmapped program when there are several, the ordinary compiled chunks for one. Each run is
     written to its own folder exactly as if it had been trained alone. Returns the final statuses."""
@@ -194,12 +203,6 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], progress:
     total = shared.total_steps
     log_steps = set(range(cfgs[0].train.log_every, total, cfgs[0].train.log_every)) | {total}
     events = sorted(s for s in log_steps.union(*runs[0].diag_steps, {0}) if s >= step)
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        label = rds[0].run_id if len(rds) == 1 else f"{rds[0].run_id} +{len(rds) - 1} vectorised"
-        bar = tqdm(total=total, initial=step, desc=label, unit="step", leave=False, dynamic_ncols=True)
     try:
         started = time.perf_counter()
         compile_seconds = engine.compile(state)  # before any chunk, so steps_per_sec excludes it
@@ -217,23 +220,19 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], progress:
                         continue
                     bad = int(select(summary, k)["first_nonfinite"])
                     if bad >= 0:  # a diverged run of a group keeps computing NaNs; nothing more is written
-                        run.diverge(step + bad)
+                        run.diverge(step + bad, time.perf_counter() - started, compile_seconds)
                     else:
                         run.means.add(select(summary, k), event - step, seconds)
-                if bar is not None:
-                    bar.update(event - step)
                 step = event
             for k, run in enumerate(runs):
                 if run.status == "running":
-                    row = run.write_row(
+                    run.write_row(
                         event,
                         select(state, k),
                         select(summary, k) if summary is not None else None,
                         event in log_steps or event == 0,
                         time.perf_counter() - started,
                     )
-                    if bar is not None and k == 0 and "test_loss" in row:
-                        bar.set_postfix(loss=f"{row.get('train_loss', float('nan')):.3g}", test_loss=f"{row['test_loss']:.3g}")
             if all(run.status != "running" for run in runs):
                 break
         for k, run in enumerate(runs):
@@ -241,17 +240,15 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], progress:
                 run.finish(select(state, k), time.perf_counter() - started, compile_seconds)
         return [run.status for run in runs]
     finally:
-        if bar is not None:
-            bar.close()
         for run in runs:
             run.close()
 
 
-def run_one(cfg: Config, dataset: Dataset, rd: RunDir, progress: bool = False) -> str:
+def run_one(cfg: Config, dataset: Dataset, rd: RunDir) -> str:
     """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final
     status; an exception is recorded in the run's status as `failed`, not raised."""
     try:
-        return run_group([cfg], dataset, [rd], progress)[0]
+        return run_group([cfg], dataset, [rd])[0]
     except Exception as err:
         rd.record_exception(err)
         return "failed"

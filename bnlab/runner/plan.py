@@ -16,6 +16,7 @@ from ..config.validate import validate, validate_against_data
 from ..data.dataset import Dataset
 from ..data.dataset import load as load_dataset
 from ..errors import ConfigError
+from .folder import check_same_sweep, check_writable
 from .results import RunDir
 
 
@@ -29,10 +30,14 @@ class Plan:
     source: dict[str, Any]  # the merged config, sweep included, as plain data: how worker processes re-plan it
 
 
-def plan(source: Any = None, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None) -> Plan:
-    """Load (a YAML path, a mapping or a Config), expand and validate. Raises ConfigError."""
+def plan(source: Any = None, overrides: list[str] | tuple[str, ...] = (), out: str | Path | None = None, check_busy: bool = True) -> Plan:
+    """Load (a YAML path, a mapping or a Config), expand and validate. Raises ConfigError.
+    `check_busy=False` is for worker processes, which re-plan a sweep their parent is running."""
     cfg = load(source, overrides)
     runs = expand(cfg)
+    out_dir = Path(out) if out is not None else Path("results") / runs[0].config.name
+    if check_busy:
+        check_writable(out_dir)  # before the slow part: refuse a busy folder or a file at once
     for spec in runs:
         try:
             validate(spec.config)
@@ -43,10 +48,11 @@ def plan(source: Any = None, overrides: list[str] | tuple[str, ...] = (), out: s
         dataset = load_dataset(spec.config.data)
         validate_against_data(spec.config, len(dataset.y_train), dataset.task)
         datasets[spec.run_id] = dataset
-    out_dir = Path(out) if out is not None else Path("results") / runs[0].config.name
+    source = OmegaConf.to_container(cfg)
+    check_same_sweep(out_dir, source, [spec.run_id for spec in runs])
     for spec in runs:
         _check_same_config(RunDir(out_dir / "runs" / spec.run_id), spec.config)
-    return Plan(out_dir, runs, datasets, OmegaConf.to_container(cfg))
+    return Plan(out_dir, runs, datasets, source)
 
 
 def _check_same_config(rd: RunDir, cfg: Config) -> None:

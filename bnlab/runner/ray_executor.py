@@ -1,6 +1,6 @@
 """Run a sweep's runs as Ray tasks on an existing Ray cluster (`--address`) or a local one.
 
-Each run is one task (1 CPU, XLA limited to one thread) that trains into the same run folder as
+Each run is one task (1 CPU, Eigen's thread pool off) that trains into the same run folder as
 a local run would, so resume, summaries and plots work unchanged. The results folder and any data
 paths must be visible at the same paths on every node (a shared filesystem), and tasks run in
 the submitting process's working directory, so relative paths in configs mean the same thing.
@@ -64,8 +64,7 @@ def run_on_ray(p: "Plan", specs: list, address: str | None, retries: int, on_don
     except (ConnectionError, RuntimeError, ValueError) as err:
         raise ConfigError(f"--address {address}: cannot connect to a Ray cluster ({err})") from None
     try:
-        threads = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        env = {"XLA_FLAGS": threads}
+        env = {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}  # Ray gives each task one CPU; Eigen's pool stays off
         if "BNLAB_DIE_AT" in os.environ:  # the tests' fault injection reaches the tasks too
             env["BNLAB_DIE_AT"] = os.environ["BNLAB_DIE_AT"]
         task = ray.remote(num_cpus=1, max_retries=retries, runtime_env={"env_vars": env})(_task)

@@ -10,16 +10,20 @@
 
 Files are replaced with write-to-temp-then-rename, and metrics lines are appended and fsynced,
 so a killed process never leaves a file that looks complete but is not; a torn last metrics line
-is ignored when read.
+is ignored when read. A finished run's status records the row count and SHA-256 of its metrics:
+a metrics file changed afterwards (cut, torn, edited) or an unreadable status.json makes the run's
+status `unknown`, with the problem named, and a rerun redoes it instead of reporting it wrong.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import math
 import os
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +38,25 @@ FINISHED = ("done", "diverged")  # a rerun skips these; "running" and "failed" r
 
 
 def atomic_write(path: Path, text: str) -> None:
+    """Write a temporary file beside `path`, then rename it over `path`; the temporary file is
+    removed if anything fails (a full disk leaves no stray files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(out_dir: Path) -> None:
+    """Temporary files of writes that a killed process never finished."""
+    for tmp in Path(out_dir).glob("**/.*.tmp-*"):
+        tmp.unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -65,9 +81,30 @@ class RunDir:
         return self.path.name
 
     def status(self) -> dict[str, Any]:
+        """The run's status; `unknown` (with the `problem` named) when status.json cannot be read or a
+        finished run's metrics are not what it finished with."""
         if not self.status_path.exists():
             return {"status": "pending"}
-        return json.loads(self.status_path.read_text())
+        try:
+            status = json.loads(self.status_path.read_text())
+            if not isinstance(status, dict) or not isinstance(status.get("status"), str):
+                raise ValueError("no status field")
+        except (ValueError, UnicodeDecodeError) as err:
+            return {"status": "unknown", "problem": f"{self.status_path}: unreadable ({type(err).__name__}: {err})"}
+        if status["status"] in FINISHED and "metrics_sha256" in status and status["metrics_sha256"] != self._metrics_digest():
+            rows, finished_with = len(self.metrics()), status.get("metrics_rows")
+            return {
+                "status": "unknown",
+                "problem": f"{self.metrics_path}: changed after the run finished ({rows} readable rows, it finished with {finished_with})",
+            }
+        return status
+
+    def _metrics_digest(self) -> str:
+        return hashlib.sha256(self.metrics_path.read_bytes()).hexdigest() if self.metrics_path.exists() else ""
+
+    def finish(self, status: str, **fields: Any) -> None:
+        """Record a final status (done, diverged) with what the run finished with."""
+        self.set_status(status, **fields, metrics_rows=len(self.metrics()), metrics_sha256=self._metrics_digest())
 
     def is_finished(self) -> bool:
         return self.status().get("status") in FINISHED
@@ -120,8 +157,8 @@ def final_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def final_metrics(status: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
     """A run's final scalar metrics (per-parameter norms and list-valued measurements left out).
     A diverged run has none: its last finite values describe a network before it blew up, and
-    must not enter means over seeds as if they were results."""
-    if status.get("status") == "diverged":
+    must not enter means over seeds as if they were results; nor has a run whose results are unknown."""
+    if status.get("status") in ("diverged", "unknown"):
         return {}
     final = final_row(rows)
     return {k: v for k, v in final.items() if not k.startswith(("grad_norm/", "param_norm/")) and not isinstance(v, list)}
@@ -191,6 +228,8 @@ def load_runs(out_dir: str | Path) -> list[SavedRun]:
     runs = []
     for path in paths:
         rd = RunDir(path)
+        if "problem" in rd.status():
+            print(f"bnlab: warning: {rd.status()['problem']}; that run counts as unknown (a rerun redoes it)", file=sys.stderr)
         flat = flatten(yaml.safe_load(rd.config_path.read_text()))  # as saved: results of older versions still plot
         runs.append(SavedRun(rd.run_id, {k: v for k, v in flat.items() if not k.startswith("sweep.")}, rd.status(), rd.metrics(), path))
     if not runs:

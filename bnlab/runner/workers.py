@@ -1,8 +1,7 @@
 """Local parallelism: a sweep's runs in N worker processes, each held to one CPU core.
 
 One small run keeps about one core busy, so on a CPU the fastest way through a sweep is one
-single-threaded worker per core. Workers are spawned fresh (no JAX state is forked), pin
-themselves to a core, limit XLA to one thread, re-plan the same config from the plan they are
+worker per core. Workers are spawned fresh (no JAX state is forked), pin themselves to a core, re-plan the same config from the plan they are
 handed (validation is deterministic and cheap) and take run ids from a shared queue. The parent owns the summary table
 and the progress bar. A worker that dies takes only its current run with it: that run is recorded
 as failed (a rerun retries it) and the other workers carry on.
@@ -15,6 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,38 +29,45 @@ def _die_with_parent() -> None:
     leaves no orphan writing into its run folders."""
     try:
         import ctypes
-        import signal
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
 
 
-def _single_threaded_env(core: int) -> None:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+def _pin_to_one_core(index: int) -> None:
+    """Before JAX starts: this process may run on one core only, and Eigen's thread pool is off. XLA
+    sizes its own pools by the cores a process may use, and all of its threads share that core
+    (measured: 13 threads, two of them computing, on one core)."""
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
     if hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cores[core % len(cores)]})
+        os.sched_setaffinity(0, {cores[index % len(cores)]})
 
 
 def _worker(index: int, source: dict, out_dir: Path, parent: int, jobs, events) -> None:
     _die_with_parent()
     if os.getppid() != parent:  # the parent died before the line above took effect
         return
-    _single_threaded_env(index)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it stops the workers
+    _pin_to_one_core(index)
     from .compilation_cache import enable_compilation_cache
     from .loop import run_one
     from .plan import plan
 
     enable_compilation_cache()
-    p = plan(source, (), out_dir)
+    p = plan(source, (), out_dir, check_busy=False)
     specs = {s.run_id: s for s in p.runs}
     while True:
         rid = jobs.get()
         if rid is None:
             return
         events.put(("start", index, rid))
-        status = run_one(specs[rid].config, p.datasets[rid], RunDir(p.out_dir / "runs" / rid))
+        try:
+            status = run_one(specs[rid].config, p.datasets[rid], RunDir(p.out_dir / "runs" / rid))
+        except OSError as err:  # e.g. a full disk, hit again while recording the failure: the parent reports it
+            events.put(("fatal", index, rid, err.errno, str(err)))
+            return
         events.put(("end", index, rid, status))
 
 
@@ -92,6 +99,8 @@ def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[s
                 continue
             if msg[0] == "start":
                 in_flight[msg[1]] = msg[2]
+            elif msg[0] == "fatal":
+                raise OSError(msg[3], f"in run {msg[2]}: {msg[4]}")
             else:
                 _, i, rid, status = msg
                 in_flight.pop(i, None)

@@ -54,6 +54,8 @@ class TrainState(NamedTuple):
 
 
 def total_steps(cfg: Config, num_train: int) -> int:
+    """train.steps, or train.epochs passes over the training split (one step per epoch with full_batch)."""
     if cfg.train.steps is not None:
         return cfg.train.steps
-    return max(1, math.ceil(cfg.train.epochs * (num_train // cfg.train.batch_size)))
+    batch = num_train if cfg.train.full_batch else cfg.train.batch_size
+    return max(1, math.ceil(cfg.train.epochs * (num_train // batch)))
