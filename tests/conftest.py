@@ -11,6 +11,13 @@ MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 os.environ.setdefault("BNLAB_JAX_CACHE", str(Path(os.environ.get("PYTEST_CACHE_BASE", "/tmp")) / "bnlab-test-jax-cache"))
 
 
+def pytest_sessionstart(session):
+    """Programs compiled by in-process tests go to the same cache as the CLI's (a rerun compiles nothing)."""
+    from bnlab.runner.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+
+
 @pytest.fixture
 def tiny_overrides():
     """A run that trains in well under a second on the embedded digits."""

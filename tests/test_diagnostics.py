@@ -164,10 +164,32 @@ def test_filter_normalized_direction():
     np.testing.assert_allclose(jnp.linalg.norm(d["hidden"][1]["layer"]["kernel"], axis=0), jnp.linalg.norm(w, axis=0), rtol=1e-5)
     np.testing.assert_array_equal(d["hidden"][1]["norm"]["scale"], 0.0)
     np.testing.assert_array_equal(d["head"]["bias"], 0.0)
-    d2 = filter_normalized_direction(jax.random.PRNGKey(0), state.params, "filter")
-    assert float(jnp.linalg.norm(d2["hidden"][1]["norm"]["scale"])) == pytest.approx(
-        float(jnp.linalg.norm(state.params["hidden"][1]["norm"]["scale"])), rel=1e-5
+    d2 = filter_normalized_direction(jax.random.PRNGKey(0), state.params, "copy")  # Li et al.'s d.copy_(w) for 1-D parameters
+    np.testing.assert_array_equal(d2["hidden"][1]["norm"]["scale"], state.params["hidden"][1]["norm"]["scale"])
+    np.testing.assert_array_equal(d2["head"]["bias"], state.params["head"]["bias"])
+
+
+def test_filter_normalized_direction_on_conv_kernels():
+    """A Conv filter is one output channel over kh x kw x c_in (the audit's crash: a 4-D kernel)."""
+    w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 2, 4)) * jnp.arange(1.0, 5.0)
+    d = filter_normalized_direction(jax.random.PRNGKey(0), {"c": {"kernel": w, "bias": jnp.ones(4)}}, "zero")
+    np.testing.assert_allclose(
+        np.linalg.norm(np.asarray(d["c"]["kernel"]).reshape(-1, 4), axis=0), np.linalg.norm(np.asarray(w).reshape(-1, 4), axis=0), rtol=1e-5
     )
+    np.testing.assert_array_equal(d["c"]["bias"], 0.0)
+
+
+@pytest.mark.parametrize("name,norm", [("cnn", "batch"), ("lstm", "batch_per_step"), ("rnn", "batch")])
+def test_loss_surface_on_conv_and_recurrent_models(name, norm):
+    cfg = Config()
+    cfg.model = ModelConfig(name=name, depth=1, width=4, norm=norm, activation="tanh")
+    cfg.train = TrainConfig(batch_size=32, steps=5)
+    t = TrainProgram(cfg, load(cfg.data))
+    state, _ = t.train_chunk(t.init(0), 5)
+    s = loss_surface(t, state, SurfaceConfig(enabled=True, dims=1, points=5, batch_size=100))
+    x, y = jnp.asarray(t.dataset.x_train[:100]), jnp.asarray(t.dataset.y_train[:100])
+    assert s["loss"][2] == pytest.approx(float(t.model.loss(state.params, state.batch_stats, x, y, bn_mode="running")[0]), rel=1e-5)
+    assert np.all(np.isfinite(s["loss"])) and s["loss"][0] != s["loss"][2]
 
 
 @pytest.mark.parametrize("dims,bn_stats", [(1, "running"), (2, "batch")])
@@ -199,14 +221,14 @@ def test_every_diagnostic_is_drawn(tmp_path, tiny_overrides, dims):
         f"diagnostics.surface.dims={dims}",
         "diagnostics.surface.points=5",
         "model.activation=tanh",
-        "sweep.grid.model.norm=[none,batch]",
+        "model.norm=batch",
         "sweep.grid.seed=[0,1]",
         "diagnostics.landscape.schedule.every=10",
         "diagnostics.ics.schedule.every=10",
         "diagnostics.activations.schedule.every=10",
     ]
     counts, out = run_plan(tiny_overrides + on, tmp_path / "o")
-    assert counts == {"done": 4}
+    assert counts == {"done": 2}
     names = {path.name for path in plot_all(out)}
     assert {"landscape.png", "activations.png", "saturation.png", "ics.png", "hessian.png", "spectral_density.png", "surface.png"} <= names
-    assert (out / "runs" / "norm-batch_seed-0" / "surface.json").exists()
+    assert (out / "runs" / "seed-0" / "surface.json").exists()

@@ -52,6 +52,7 @@ def test_dln_with_bn_trains_full_batch(tmp_path):
     counts, out = run_plan(
         [
             "data.name=linear_regression",
+            "data.standardize=none",
             "data.synthetic_shape=[8,1,1]",
             "data.synthetic_size=400",
             "model.name=dln",
@@ -75,3 +76,19 @@ def test_dln_with_bn_trains_full_batch(tmp_path):
 def test_regression_data_refuses_the_cnn(tmp_path, capsys):
     assert main(["run", "/dev/null", "data.name=linear_regression", "model.name=cnn", "--out", str(tmp_path / "o"), "train.steps=3"]) == 2
     assert "regression" in capsys.readouterr().err
+
+
+def test_the_regression_task_is_exactly_linear_so_standardising_is_refused(tmp_path, capsys):
+    """Santurkar et al. App. A.1 fit ||W_k...W_1 x - A x||^2 with the same x: a bias-free linear map
+    reaches zero loss. Standardised inputs make the target affine in them: a loss floor above zero."""
+    raw = load(DataConfig(name="linear_regression", synthetic_size=300, synthetic_shape=[6, 1, 1], regression_outputs=3, standardize="none"))
+    scaled = load(DataConfig(name="linear_regression", synthetic_size=300, synthetic_shape=[6, 1, 1], regression_outputs=3, standardize="feature"))
+
+    def floor(ds):
+        x = ds.x_train.reshape(len(ds.y_train), -1).astype(np.float64)
+        A, *_ = np.linalg.lstsq(x, ds.y_train, rcond=None)
+        return np.mean(np.sum((x @ A - ds.y_train) ** 2, 1))
+
+    assert floor(raw) < 1e-10 and floor(scaled) > 1e-4
+    assert main(["run", "/dev/null", "data.name=linear_regression", "model.name=dln", "model.activation=linear", "--out", str(tmp_path / "o")]) == 2
+    assert "data.standardize" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -129,26 +129,44 @@ def test_ghost_batchnorm_conv_statistics_include_space():
     np.testing.assert_allclose(y, ((g - m) / np.sqrt(v + EPS)).reshape(x.shape), rtol=1e-4, atol=1e-4)
 
 
-def test_noisy_batchnorm_is_bn_plus_santurkar_noise():
-    x = random((4000, 3))
-    nbn = build("noisy_batch", 3)
-    bn_out = np.asarray(build("batch", 3)(x, train=True))
-    key = jax.random.PRNGKey(0)
-    y = np.asarray(nbn(x, train=True, rng=key))
-    # recover this step's mu_t, sigma_t from the same key and check the noise model
-    k_mu, k_sigma, _, _ = jax.random.split(key, 4)
-    mu = float(jax.random.uniform(k_mu, (), minval=-0.5, maxval=0.5))
-    sigma = float(jax.random.uniform(k_sigma, (), minval=1.0, maxval=1.25))
-    assert -0.5 <= mu <= 0.5 and 1.0 <= sigma <= 1.25
-    residual = y - sigma * bn_out  # = (s - sigma) * a + m
-    assert residual.mean() == pytest.approx(mu, abs=0.02)
-    s_hat = np.sum((y - mu) * bn_out, 0) / np.sum(bn_out**2, 0)  # least squares slope ~ sigma
-    np.testing.assert_allclose(s_hat, sigma, atol=0.02)
-    np.testing.assert_allclose(build("noisy_batch", 3)(x, train=False), build("batch", 3)(x, train=False), rtol=1e-6)  # no noise in evaluation
-    np.testing.assert_allclose(nbn(x, train=True, rng=None), bn_out, rtol=1e-5, atol=1e-5)  # no key, no noise
-    noise_only = build("noise", 3)
-    z = np.asarray(noise_only(x, train=True, rng=key))
-    assert (z - sigma * np.asarray(x)).mean() == pytest.approx(mu, abs=0.05)
+def _per_unit_fit(a, y):
+    """Least-squares slope and intercept of y on a, unit by unit (columns)."""
+    a, y = np.asarray(a, np.float64), np.asarray(y, np.float64)
+    am, ym = a.mean(0), y.mean(0)
+    slope = ((a - am) * (y - ym)).sum(0) / ((a - am) ** 2).sum(0)
+    return slope, ym - slope * am
+
+
+def test_noisy_batchnorm_is_bn_plus_noise_drawn_per_unit():
+    """Santurkar et al. (2018) App. A.2.1, Algorithm 1: y = s * BN(x) + m, with each unit's own
+    mu_j ~ U(-0.5, 0.5) and sigma_j ~ U(1, 1.25) at this step, and per example m ~ U(mu_j +- 0.1),
+    s ~ N(sigma_j, 0.1)."""
+    x = random((4000, 64))
+    bn_out = np.asarray(build("batch", 64)(x, train=True))
+    y = np.asarray(build("noisy_batch", 64)(x, train=True, rng=jax.random.PRNGKey(0)))
+    sigma, mu = _per_unit_fit(bn_out, y)
+    assert sigma.min() > 1.0 - 0.03 and sigma.max() < 1.25 + 0.03
+    assert mu.min() > -0.5 - 0.02 and mu.max() < 0.5 + 0.02
+    assert np.ptp(mu) > 0.6 and np.ptp(sigma) > 0.12  # independent draws per unit spread over their ranges (per layer: ~0)
+    resid = y - (sigma * bn_out + mu)  # (s - sigma_j) a + (m - mu_j): variance 0.01 a^2 + 0.2^2 / 12
+    np.testing.assert_allclose(resid.var(0).mean(), 0.01 * (bn_out**2).mean() + 0.04 / 12, rtol=0.1)
+    other_step = np.asarray(build("noisy_batch", 64)(x, train=True, rng=jax.random.PRNGKey(1)))
+    assert np.abs(_per_unit_fit(bn_out, other_step)[1] - mu).mean() > 0.1  # drawn afresh at every step
+    np.testing.assert_allclose(build("noisy_batch", 64)(x, train=False), build("batch", 64)(x, train=False), rtol=1e-6)  # no noise in evaluation
+    np.testing.assert_allclose(build("noisy_batch", 64)(x, train=True, rng=None), bn_out, rtol=1e-5, atol=1e-5)  # no key, no noise
+    z = np.asarray(build("noise", 64)(x, train=True, rng=jax.random.PRNGKey(0)))  # the same noise without BN
+    np.testing.assert_allclose(_per_unit_fit(np.asarray(x), z)[1], mu, atol=0.15)
+
+
+def test_santurkar_noise_on_conv_maps_counts_space_as_batch():
+    from bnlab.nn.norms import santurkar_noise
+
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(64, 8, 8, 16)), jnp.float32)
+    y = np.asarray(santurkar_noise(x, jax.random.PRNGKey(3)))
+    sigma, mu = _per_unit_fit(np.asarray(x).reshape(-1, 16), y.reshape(-1, 16))  # one (mu, sigma) per channel over N x H x W
+    assert np.ptp(mu) > 0.3 and sigma.min() > 0.97 and sigma.max() < 1.28
+    corner = _per_unit_fit(np.asarray(x)[:, 0, 0], y[:, 0, 0])[1]  # the same mu_j at every position
+    np.testing.assert_allclose(corner, mu, atol=0.06)
 
 
 @pytest.mark.parametrize("p", [1.0, 2.0, float("inf")])
@@ -157,10 +175,8 @@ def test_lp_norm_formula(p):
     y = np.asarray(build("lp", 4, lp_p=p)(x, train=True))
     xn = np.asarray(x, np.float64)
     dev = np.abs(xn - xn.mean(0))
-    scale = dev.max(0) if np.isinf(p) else (dev**p).mean(0) ** (1 / p)
-    np.testing.assert_allclose(y, (xn - xn.mean(0)) / (scale + EPS), rtol=1e-4, atol=1e-5)
-    if p == 2.0:  # the l_2 version is BN (up to where epsilon sits)
-        np.testing.assert_allclose(y, build("batch", 4, norm_epsilon=1e-12)(x, train=True), rtol=1e-3, atol=1e-3)
+    scale = dev.max(0) + EPS if np.isinf(p) else ((dev**p).mean(0) + EPS) ** (1 / p)  # epsilon where BN puts it
+    np.testing.assert_allclose(y, (xn - xn.mean(0)) / scale, rtol=1e-4, atol=1e-5)
 
 
 def test_whitening_decorrelates_each_group():
@@ -192,6 +208,41 @@ def test_whitening_decorrelates_each_group():
         np.testing.assert_allclose(y_eval[:, g], expected, rtol=1e-3, atol=1e-3)
 
 
+def test_batch_renorm_limits_relax_as_in_the_paper():
+    """Ioffe (2017) Sec. 4: r = 1, d = 0 until relax_from, then rmax and dmax grow linearly to their
+    full values at rmax_at and dmax_at."""
+    bn = build("batch_renorm", 2, renorm_rmax=3.0, renorm_dmax=5.0, renorm_relax_from=10, renorm_rmax_at=50, renorm_dmax_at=30)
+    for steps, (rmax, dmax) in {0: (1.0, 0.0), 10: (1.0, 0.0), 20: (1.5, 2.5), 30: (2.0, 5.0), 50: (3.0, 5.0), 90: (3.0, 5.0)}.items():
+        bn.steps.value = jnp.float32(steps)
+        assert [float(v) for v in bn._limits()] == pytest.approx([rmax, dmax]), steps
+    x = random((30, 2))
+    bn.steps.value = jnp.float32(0)
+    bn(x, train=True)
+    assert float(bn.steps.value) == 1.0  # counted in the batch statistics, so it is checkpointed with them
+    assert not hasattr(build("batch_renorm", 2), "steps")  # constant limits: no counter
+
+
+@pytest.mark.parametrize("name,offset,features", [("batch", 100.0, 4), ("layer", 1000.0, 64), ("group", 1000.0, 64)])
+def test_variance_is_two_pass_at_large_offsets(name, offset, features):
+    """E[x^2] - E[x]^2 in float32 loses the variance of data far from zero (Flax's fast variance)."""
+    x = jnp.asarray(offset + np.random.default_rng(0).normal(size=(256, features)), jnp.float32)
+    xn = np.asarray(x, np.float64)
+    axis = 0 if name == "batch" else 1
+    if name == "group":
+        g = xn.reshape(256, 4, features // 4)
+        expected = ((g - g.mean(2, keepdims=True)) / np.sqrt(g.var(2, keepdims=True) + EPS)).reshape(256, features)
+    else:
+        expected = (xn - xn.mean(axis, keepdims=True)) / np.sqrt(xn.var(axis, keepdims=True) + EPS)
+    np.testing.assert_allclose(build(name, features, groups=4)(x, train=True), expected, atol=5e-3)
+
+
+def test_lp_norm_with_p_2_is_bn_even_at_tiny_scales():
+    x = random((60, 5), scale=3e-3)
+    lp, bn = build("lp", 5, lp_p=2.0), build("batch", 5)
+    np.testing.assert_allclose(lp(x, train=True), bn(x, train=True), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(lp(x, train=False), bn(x, train=False), rtol=1e-4, atol=1e-4)
+
+
 def test_gamma_init_option():
     for name in ("batch", "ghost_batch", "layer", "lp", "whiten"):
         assert float(build(name, 16, norm_gamma_init=0.1).scale.value[0]) == pytest.approx(0.1)
@@ -205,19 +256,21 @@ def test_new_norms_absorb_the_bias():
 def test_batch_renorm_formula_and_gradient_treats_r_d_as_constants():
     x = random((40, 3))
     bn = build("batch_renorm", 3, renorm_rmax=1.5, renorm_dmax=0.5, bn_momentum=0.9)
-    bn.mean.value = jnp.array([0.0, 2.0, 10.0])
-    bn.var.value = jnp.array([1.0, 9.0, 100.0])
-    mu, var = np.array([0.0, 2.0, 10.0]), np.array([1.0, 9.0, 100.0])
+    mu, s = np.array([0.0, 2.0, 10.0]), np.array([1.0, 3.0, 10.0])
+    bn.mean.value, bn.std.value = jnp.asarray(mu, jnp.float32), jnp.asarray(s, jnp.float32)
     xn = np.asarray(x, np.float64)
     m, v = xn.mean(0), xn.var(0)
-    sb, s = np.sqrt(v + EPS), np.sqrt(var + EPS)
+    sb = np.sqrt(v + EPS)
     r, d = np.clip(sb / s, 1 / 1.5, 1.5), np.clip((m - mu) / s, -0.5, 0.5)
     y = np.asarray(bn(x, train=True))
     np.testing.assert_allclose(y, (xn - m) / sb * r + d, rtol=1e-4, atol=1e-4)
+    # Ioffe (2017), Algorithm 1: moving averages of mu_B and of sigma_B itself (not of the variance)
     np.testing.assert_allclose(bn.mean.value, 0.9 * mu + 0.1 * m, rtol=1e-5)
+    np.testing.assert_allclose(bn.std.value, 0.9 * s + 0.1 * sb, rtol=1e-5)
+    np.testing.assert_allclose(bn(x, train=False), (xn - bn.mean.value) / bn.std.value, rtol=1e-4, atol=1e-4)  # inference: (x - mu) / sigma
     # with r = 1 and d = 0 (running = batch statistics) it is BN; the gradient sees r, d as constants
     fresh = build("batch_renorm", 3)
-    fresh.mean.value, fresh.var.value = jnp.asarray(m, jnp.float32), jnp.asarray(v, jnp.float32)
+    fresh.mean.value, fresh.std.value = jnp.asarray(m, jnp.float32), jnp.asarray(sb, jnp.float32)
     np.testing.assert_allclose(fresh(x, train=True), build("batch", 3)(x, train=True), rtol=1e-4, atol=1e-4)
 
     def loss(module, x):

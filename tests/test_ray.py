@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, bnlab_cmd, seed_sweep
+from conftest import ROOT, bnlab_cmd, run_plan, seed_sweep
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
@@ -62,33 +62,25 @@ def run_on_ray(cfg, out, address, retries, die_at=None):
     )
 
 
-def test_ray_sweep_matches_local_and_retries_a_killed_worker(tmp_path, cluster):
-    cfg = sweep(tmp_path)
-    local = tmp_path / "local"
-    assert subprocess.run(bnlab_cmd("run", str(cfg), "--out", str(local), "--quiet", "--workers", "1"), cwd=ROOT).returncode == 0
-    out = tmp_path / "ray"
-    r = run_on_ray(cfg, out, cluster, retries=2, die_at="seed-1:100")
-    assert r.returncode == 0, r.stderr
-    assert (out / "runs" / "seed-1" / ".killed-at-100").exists()  # its worker really died, and the retry finished the run
-    got, want = summary(out), summary(local)
-    assert all(r["status"] == "done" and r["step"] == "300" for r in got.values())
-    for rid in want:
-        assert float(got[rid]["test_loss"]) == pytest.approx(float(want[rid]["test_loss"]), rel=1e-4)
-
-
-def test_ray_without_retries_records_the_killed_run_and_a_rerun_finishes_it(tmp_path, cluster):
+def test_ray_records_a_killed_run_retries_another_and_matches_local(tmp_path, cluster):
     cfg = sweep(tmp_path)
     out = tmp_path / "ray"
-    r = run_on_ray(cfg, out, cluster, retries=0, die_at="seed-2:200")
+    r = run_on_ray(cfg, out, cluster, retries=0, die_at="seed-2:200")  # no retries: the killed run is failed
     assert r.returncode == 1, r.stderr  # a failed run makes the command fail
     statuses = {rid: row["status"] for rid, row in summary(out).items()}
     assert statuses == {"seed-0": "done", "seed-1": "done", "seed-2": "failed", "seed-3": "done"}
     done_before = {rid: (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns for rid, s in statuses.items() if s == "done"}
-    r = run_on_ray(cfg, out, cluster, retries=0)
+    (out / "runs" / "seed-2" / ".killed-at-200").unlink()  # the rerun's task dies there again, once, and is retried
+    r = run_on_ray(cfg, out, cluster, retries=2, die_at="seed-2:200")
     assert r.returncode == 0, r.stderr
-    assert all(s["status"] == "done" for s in summary(out).values())
+    assert (out / "runs" / "seed-2" / ".killed-at-200").exists()
+    got = summary(out)
+    assert all(row["status"] == "done" and row["step"] == "300" for row in got.values())
     for rid, stamp in done_before.items():  # finished runs were not redone
         assert (out / "runs" / rid / "metrics.jsonl").stat().st_mtime_ns == stamp
+    local = run_plan([], tmp_path / "local", source=cfg, workers=1)[1]  # the same numbers as a local run
+    for rid, row in summary(local).items():
+        assert float(got[rid]["test_loss"]) == pytest.approx(float(row["test_loss"]), rel=1e-4)
 
 
 def test_bad_ray_address_is_a_clear_error(tmp_path):

@@ -53,6 +53,34 @@ def test_lstm_matches_a_manual_loop():
     np.testing.assert_allclose(m(jnp.asarray(x), train=False), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_shared_bn_leaves_the_zero_hidden_state_at_t0_out_of_its_statistics():
+    """At t = 0 the hidden path is W_h 0 = 0; with BN shared over time its running averages see the
+    hidden path of t >= 1 only (T = 2: one update), and its value at t = 0 is β."""
+    m, p = build("rnn", norm="batch", bn_momentum=0.5)
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(32, 2, 3, 1)), jnp.float32)
+    m(x, train=True)
+    stats = nnx.to_pure_dict(nnx.state(m, nnx.BatchStat))["hidden"][0]
+    L = {
+        k: np.asarray(v, np.float64)
+        for k, v in (("wx", p["hidden"][0]["x"]["kernel"]), ("wh", p["hidden"][0]["h"]["kernel"]), ("b", p["hidden"][0]["bias"]))
+    }
+    bn_x, bn_h = p["hidden"][0]["norm_x"]["norm"], p["hidden"][0]["norm_h"]["norm"]
+    z0 = np.asarray(x[:, 0], np.float64).reshape(32, 3) @ L["wx"]
+    h1 = np.tanh(
+        (z0 - z0.mean(0)) / np.sqrt(z0.var(0) + 1e-5) * np.asarray(bn_x["scale"]) + np.asarray(bn_x["bias"]) + np.asarray(bn_h["bias"]) + L["b"]
+    )
+    zh = h1 @ L["wh"]  # the hidden path at t = 1, the only one that counts
+    np.testing.assert_allclose(stats["norm_h"]["norm"]["mean"], 0.5 * zh.mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(stats["norm_h"]["norm"]["var"], 0.5 + 0.5 * zh.var(0), rtol=1e-4, atol=1e-5)
+
+
+def test_lstm_normalises_its_cell_whenever_a_norm_is_set():
+    m, _ = build("lstm", norm="layer", rnn_norm_paths="input")
+    params = nnx.to_pure_dict(nnx.state(m, nnx.Param))["hidden"][0]
+    assert params["norm_c"]["norm"]["scale"].shape == (5,)  # the cell is normalised ...
+    assert "norm_h" not in params and params["norm_x"]["norm"]["scale"].shape == (20,)  # ... though only the input path is
+
+
 def test_per_step_batchnorm_keeps_statistics_per_time_step():
     m, p = build("rnn", norm="batch_per_step", bn_momentum=0.0, rnn_norm_paths="input")
     x = jnp.asarray(np.random.default_rng(2).normal(size=(16, 4, 3, 1)) * 2 + 1, jnp.float32)
@@ -102,17 +130,21 @@ def test_recurrent_config_errors(tmp_path, capsys, overrides, words):
 def test_recurrent_models_train_from_config(tmp_path):
     counts, out = run_plan(
         [
+            "data.name=synthetic",
+            "data.synthetic_shape=[4,4,1]",
+            "data.synthetic_size=600",
             "model.width=8",
             "model.activation=tanh",
-            "train.steps=20",
-            "train.log_every=10",
+            "train.steps=200",
+            "train.log_every=100",
             "optim.name=adam",
-            "optim.lr=0.01",
-            "sweep.grid.model.name=[rnn,lstm]",
-            "sweep.grid.model.norm=[batch_per_step,layer]",
+            "optim.lr=0.02",
+            "sweep.zip.model.name=[rnn,lstm]",
+            "sweep.zip.model.norm=[layer,batch_per_step]",
         ],
         tmp_path / "o",
     )
-    assert counts == {"done": 4}
-    rows = RunDir(out / "runs" / "name-lstm_norm-batch-per-step").metrics()
-    assert rows[-1]["train_loss"] < rows[0]["val_loss"]
+    assert counts == {"done": 2}
+    for rid in ("name-rnn_norm-layer", "name-lstm_norm-batch-per-step"):
+        rows = RunDir(out / "runs" / rid).metrics()
+        assert rows[-1]["test_loss"] < 0.7 * rows[0]["test_loss"], rid

@@ -49,6 +49,9 @@ class ModelConfig:
     lp_p: float = 2.0  # lp: 1, 2 or inf
     renorm_rmax: float = 3.0  # batch_renorm: r is clipped to [1/rmax, rmax]
     renorm_dmax: float = 5.0  # batch_renorm: d is clipped to [-dmax, dmax]
+    renorm_relax_from: int = 0  # batch_renorm with a ramp: r = 1, d = 0 until this step (Ioffe 2017: 5000) ...
+    renorm_rmax_at: int = 0  # ... then rmax grows linearly from 1 to reach renorm_rmax at this step (40000); 0: no ramp
+    renorm_dmax_at: int = 0  # ... and dmax from 0 to reach renorm_dmax at this step (25000); 0: no ramp
     norm_gamma_init: float = 1.0  # initial γ of every norm with a scale (Cooijmans et al. 2016 use 0.1)
     rnn_norm_paths: str = "both"  # rnn/lstm: normalise the input-to-hidden, hidden-to-hidden or both paths
 
@@ -155,7 +158,7 @@ class SurfaceConfig:
     points: int = 21  # per direction
     span: float = 1.0  # coordinates in [-span, span]
     batch_size: int = 1000  # the first training examples
-    bn_params: str = "zero"  # zero: biases and BN gamma/beta stay put (Li et al.) | filter: they move too, norm-scaled
+    bn_params: str = "zero"  # zero: biases and BN gamma/beta stay put (Li et al.'s ignore='biasbn') | copy: they move along themselves (d = w)
     bn_stats: str = "running"  # running: the trained running statistics | batch: statistics of the evaluation batch
     seed: int = 0
 

@@ -58,6 +58,11 @@ def validate(cfg: Config) -> None:
     )
     check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
     check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
+    check(
+        d.name != "linear_regression" or d.standardize == "none",
+        "data.standardize: linear_regression's target is A x of the very x the model sees (Santurkar et al. App. A.1); "
+        f"standardising x would make it affine, out of a bias-free network's reach: set data.standardize: none (got {d.standardize!r})",
+    )
 
     registered(MODELS, m.name)
     recurrent = m.name in RECURRENT
@@ -94,6 +99,11 @@ def validate(cfg: Config) -> None:
             f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}",
         )
     check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
+    check(
+        m.renorm_relax_from >= 0 and all(at == 0 or at > m.renorm_relax_from for at in (m.renorm_rmax_at, m.renorm_dmax_at)),
+        f"model.renorm_rmax_at, model.renorm_dmax_at: 0 (no ramp) or steps after model.renorm_relax_from ({m.renorm_relax_from}), "
+        f"got {m.renorm_rmax_at}, {m.renorm_dmax_at}",
+    )
     check(
         m.renorm_rmax >= 1 and m.renorm_dmax >= 0,
         f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}",
@@ -183,7 +193,7 @@ def _diagnostics_problems(dg: DiagnosticsConfig) -> list[str]:
     check(s.points >= 2, f"diagnostics.surface.points: must be >= 2, got {s.points}")
     check(s.span > 0, f"diagnostics.surface.span: must be > 0, got {s.span}")
     check(s.batch_size >= 1, f"diagnostics.surface.batch_size: must be >= 1, got {s.batch_size}")
-    check(s.bn_params in ("zero", "filter"), f"diagnostics.surface.bn_params: unknown {s.bn_params!r}; allowed: zero, filter")
+    check(s.bn_params in ("zero", "copy"), f"diagnostics.surface.bn_params: unknown {s.bn_params!r}; allowed: zero, copy")
     check(s.bn_stats in BN_MODES, f"diagnostics.surface.bn_stats: unknown {s.bn_stats!r}; allowed: {', '.join(BN_MODES)}")
     return problems
 

@@ -3,8 +3,9 @@
 
 A direction d has the shape of the parameters, with entries N(0, 1), rescaled filter by filter so
 that each filter of d has the norm of the same filter of w (for a Dense kernel a filter is one
-output unit's column; for a Conv kernel one output channel). Biases and BN's γ/β either do not
-move (`bn_params: zero`, Li et al.'s choice) or are rescaled to their own norm (`filter`). BN's
+output unit's column; for a Conv kernel one output channel over kh x kw x c_in; recurrent kernels
+likewise per output unit). Biases and BN's γ/β either do not move (`bn_params: zero`, Li et al.'s
+ignore='biasbn') or move along a copy of themselves (`bn_params: copy`, their d.copy_(w)). BN's
 running statistics are either kept as trained (`bn_stats: running`, evaluation mode) or replaced
 by the statistics of the evaluation batch at every point (`batch`). The result is written to the
 run folder as surface.json; `bnlab plot` draws it.
@@ -24,18 +25,26 @@ from ..train.program import TrainProgram
 from ..train.state import TrainState, per_example
 
 
+def _filter_norms(a: jax.Array) -> jax.Array:
+    """The l2 norm of each filter (output unit or channel: the last axis) over all other axes."""
+    return jnp.sqrt(jnp.sum(jnp.square(a), axis=tuple(range(a.ndim - 1)), keepdims=True))
+
+
 def filter_normalized_direction(key: jax.Array, params: Any, bn_params: str) -> Any:
+    """A random direction shaped like `params`, filter by filter of the weights' norms (Li et al.,
+    `net_plotter.normalize_directions_for_weights`): a kernel's filter is one output unit or channel
+    (its last axis, over every other axis: a Dense column, or kh x kw x c_in of a Conv); 1-D
+    parameters (biases, γ, β) are zero (`bn_params: zero`, their ignore='biasbn') or a copy of the
+    weights (`bn_params: copy`, their d.copy_(w))."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(params)
     keys = jax.random.split(key, len(leaves))
     out = []
-    for k, (path, w) in zip(keys, leaves):
-        d = jax.random.normal(k, w.shape, w.dtype)
-        is_kernel = getattr(path[-1], "key", None) == "kernel"
-        if is_kernel:  # one filter per output unit / channel: the last axis
-            axes = tuple(range(w.ndim - 1))
-            d = d * jnp.linalg.norm(w, axis=axes, keepdims=True) / (jnp.linalg.norm(d, axis=axes, keepdims=True) + 1e-10)
-        elif bn_params == "filter":
-            d = d * jnp.linalg.norm(w) / (jnp.linalg.norm(d) + 1e-10)
+    for k, (_, w) in zip(keys, leaves):
+        if w.ndim >= 2:
+            d = jax.random.normal(k, w.shape, w.dtype)
+            d = d * _filter_norms(w) / (_filter_norms(d) + 1e-10)
+        elif bn_params == "copy":
+            d = w
         else:
             d = jnp.zeros_like(w)
         out.append(d)

@@ -29,7 +29,8 @@ def fold(cfg: ModelConfig, params: Any, batch_stats: Any) -> tuple[ModelConfig, 
     hidden = {}
     for i, block in params["hidden"].items():
         norm, stats = block["norm"], batch_stats["hidden"][i]["norm"]
-        s = norm["scale"] / jnp.sqrt(stats["var"] + cfg.norm_epsilon)
+        # batch renorm keeps sigma itself (Ioffe 2017); the others the variance
+        s = norm["scale"] / (stats["std"] if "std" in stats else jnp.sqrt(stats["var"] + cfg.norm_epsilon))
         kernel = block["layer"]["kernel"]
         bias = block["layer"].get("bias", jnp.zeros(kernel.shape[-1], kernel.dtype))
         hidden[i] = {"layer": {"kernel": kernel * s, "bias": s * (bias - stats["mean"]) + norm["bias"]}}

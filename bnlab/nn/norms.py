@@ -59,12 +59,15 @@ class GroupNorm(nnx.GroupNorm):
 
 
 def santurkar_noise(x: jax.Array, rng: jax.Array) -> jax.Array:
-    """Santurkar et al. 2018, Sec. 2.1 / Fig. 2: a <- s*a + m with, for this step and layer,
-    mu ~ U(-0.5, 0.5), sigma ~ U(1, 1.25), and per element m ~ U(mu - 0.1, mu + 0.1), s ~ N(sigma, 0.1)."""
+    """Santurkar et al. 2018, App. A.2.1, Algorithm 1: a <- s*a + m where, at this step, every unit j
+    draws mu_j ~ U(-0.5, 0.5) and sigma_j ~ U(1, 1.25), then every example (and, for convolutions,
+    every position: height and width count as batch) draws m ~ U(mu_j - 0.1, mu_j + 0.1) and
+    s ~ N(sigma_j, 0.1)."""
     k_mu, k_sigma, k_m, k_s = jax.random.split(rng, 4)
-    mu = jax.random.uniform(k_mu, (), minval=-0.5, maxval=0.5)
-    sigma = jax.random.uniform(k_sigma, (), minval=1.0, maxval=1.25)
-    m = jax.random.uniform(k_m, x.shape, minval=mu - 0.1, maxval=mu + 0.1)
+    units = x.shape[-1:]
+    mu = jax.random.uniform(k_mu, units, minval=-0.5, maxval=0.5)
+    sigma = jax.random.uniform(k_sigma, units, minval=1.0, maxval=1.25)
+    m = mu + jax.random.uniform(k_m, x.shape, minval=-0.1, maxval=0.1)
     s = sigma + 0.1 * jax.random.normal(k_s, x.shape)
     return s * x + m
 
@@ -112,29 +115,45 @@ class GhostBatchNorm(_RunningStats):
 
 
 class BatchRenorm(_RunningStats):
-    """Batch Renormalization (Ioffe 2017): in training x_hat = (x - mu_B) / sigma_B * r + d with
-    r = clip(sigma_B / sigma, 1/rmax, rmax) and d = clip((mu_B - mu) / sigma, -dmax, dmax), both
-    treated as constants by the gradient (stop_gradient), mu and sigma the running statistics.
-    rmax/dmax are constants here (`model.renorm_rmax`, `model.renorm_dmax`), not the paper's ramp."""
+    """Batch Renormalization (Ioffe 2017, Algorithm 1): in training x_hat = (x - mu_B) / sigma_B * r + d
+    with sigma_B = sqrt(var_B + eps), r = clip(sigma_B / sigma, 1/rmax, rmax) and
+    d = clip((mu_B - mu) / sigma, -dmax, dmax), both constants to the gradient (stop_gradient), where
+    mu and sigma are moving averages of mu_B and of sigma_B itself (not of the variance); evaluation
+    uses (x - mu) / sigma. The limits are constant, or, as in the paper's Sec. 4, r = 1 and d = 0
+    (plain BN) until step `renorm_relax_from`, then relaxed linearly to reach rmax at step
+    `renorm_rmax_at` and dmax at step `renorm_dmax_at`; a `steps` statistic counts the updates."""
 
     def __init__(self, features: int, cfg: ModelConfig):
         super().__init__(features, cfg)
         self.rmax, self.dmax = cfg.renorm_rmax, cfg.renorm_dmax
+        self.relax_from, self.rmax_at, self.dmax_at = cfg.renorm_relax_from, cfg.renorm_rmax_at, cfg.renorm_dmax_at
         self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))
+        self.std = nnx.BatchStat(jnp.ones((features,), jnp.float32))
+        if self.rmax_at or self.dmax_at:
+            self.steps = nnx.BatchStat(jnp.zeros((), jnp.float32))
+
+    def _limits(self) -> tuple[jax.Array, jax.Array]:
+        if not (self.rmax_at or self.dmax_at):
+            return jnp.float32(self.rmax), jnp.float32(self.dmax)
+
+        def relaxed(full_at: int) -> jax.Array:
+            return jnp.clip((self.steps.value - self.relax_from) / max(full_at - self.relax_from, 1), 0.0, 1.0)
+
+        return 1 + (self.rmax - 1) * relaxed(self.rmax_at or self.relax_from), self.dmax * relaxed(self.dmax_at or self.relax_from)
 
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:
-        sigma = jnp.sqrt(self.var.value + self.epsilon)
         if not train:
-            return self._affine((x - self.mean.value) / sigma)
+            return self._affine((x - self.mean.value) / self.std.value)
         axes = tuple(range(x.ndim - 1))
         mean = x.mean(axes)
-        var = jnp.mean(jnp.square(x - mean), axes)
-        sigma_b = jnp.sqrt(var + self.epsilon)
-        r = jax.lax.stop_gradient(jnp.clip(sigma_b / sigma, 1 / self.rmax, self.rmax))
-        d = jax.lax.stop_gradient(jnp.clip((mean - self.mean.value) / sigma, -self.dmax, self.dmax))
+        sigma_b = jnp.sqrt(jnp.mean(jnp.square(x - mean), axes) + self.epsilon)
+        rmax, dmax = self._limits()
+        r = jax.lax.stop_gradient(jnp.clip(sigma_b / self.std.value, 1 / rmax, rmax))
+        d = jax.lax.stop_gradient(jnp.clip((mean - self.mean.value) / self.std.value, -dmax, dmax))
         self._update(self.mean, mean)
-        self._update(self.var, var)
+        self._update(self.std, sigma_b)
+        if hasattr(self, "steps"):
+            self.steps.value = self.steps.value + 1
         return self._affine((x - mean) / sigma_b * r + d)
 
 
@@ -154,25 +173,30 @@ class Noise(nnx.Module):
 
 
 class LpNorm(_RunningStats):
-    """Santurkar et al. 2018, Sec. 3.3: subtract the batch mean and divide by the average l_p norm
-    over the batch, (mean |x - mu|^p)^(1/p), p in {1, 2, inf} (p = inf: the max). p = 2 is BN."""
+    """Santurkar et al. 2018, Sec. 3.3: subtract the batch mean and divide by the average l_p
+    deviation over the batch, with epsilon where BN puts it: (mean |x - mu|^p + eps)^(1/p) for
+    p in {1, 2}, max |x - mu| + eps for p = inf. So p = 2 is BN exactly (its running statistic,
+    `var`, is then the variance; for other p it is the p-th moment, or the max)."""
 
     def __init__(self, features: int, cfg: ModelConfig):
         super().__init__(features, cfg)
         self.p = cfg.lp_p
         self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
-        self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))  # here: the running l_p "scale"
+        self.var = nnx.BatchStat(jnp.ones((features,), jnp.float32))  # running p-th moment (the max for p = inf)
+
+    def _scale(self, moment: jax.Array) -> jax.Array:
+        return moment + self.epsilon if math.isinf(self.p) else (moment + self.epsilon) ** (1 / self.p)
 
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:
         if not train:
-            return self._affine((x - self.mean.value) / (self.var.value + self.epsilon))
+            return self._affine((x - self.mean.value) / self._scale(self.var.value))
         axes = tuple(range(x.ndim - 1))
         mean = x.mean(axes)
         dev = jnp.abs(x - mean)
-        scale = jnp.max(dev, axes) if math.isinf(self.p) else jnp.mean(dev**self.p, axes) ** (1 / self.p)
+        moment = jnp.max(dev, axes) if math.isinf(self.p) else jnp.mean(dev**self.p, axes)
         self._update(self.mean, mean)
-        self._update(self.var, scale)
-        return self._affine((x - mean) / (scale + self.epsilon))
+        self._update(self.var, moment)
+        return self._affine((x - mean) / self._scale(moment))
 
 
 class Whiten(_RunningStats):
@@ -213,7 +237,9 @@ NORMS.register("none", doc="no normalisation; the linear layer keeps its bias")(
 
 
 def _flax_bn(cls):
-    return lambda f, spatial, cfg, rngs: cls(f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), rngs=rngs)
+    return lambda f, spatial, cfg, rngs: cls(
+        f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), use_fast_variance=False, rngs=rngs
+    )
 
 
 NORMS.register("batch", doc="Batch Normalization (Ioffe & Szegedy 2015); per feature/channel over the batch (and space)")(
@@ -240,14 +266,22 @@ NORMS.register("whiten", doc="ZCA whitening over the batch in groups of model.wh
 NORMS.register("layer", doc="Layer Normalization (Ba et al. 2016); per example over features (and space)")(
     Norm(
         lambda f, spatial, cfg, rngs: LayerNorm(
-            f, epsilon=cfg.norm_epsilon, reduction_axes=(-3, -2, -1) if spatial else -1, feature_axes=-1, scale_init=_gamma_init(cfg), rngs=rngs
+            f,
+            epsilon=cfg.norm_epsilon,
+            reduction_axes=(-3, -2, -1) if spatial else -1,
+            feature_axes=-1,
+            scale_init=_gamma_init(cfg),
+            use_fast_variance=False,
+            rngs=rngs,
         ),
         absorbs_bias=False,
     )
 )
 NORMS.register("group", doc="Group Normalization (Wu & He 2018); per example over model.groups channel groups (and space)")(
     Norm(
-        lambda f, spatial, cfg, rngs: GroupNorm(f, num_groups=cfg.groups, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), rngs=rngs),
+        lambda f, spatial, cfg, rngs: GroupNorm(
+            f, num_groups=cfg.groups, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), use_fast_variance=False, rngs=rngs
+        ),
         absorbs_bias=False,
     )
 )

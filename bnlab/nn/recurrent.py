@@ -11,8 +11,10 @@ hidden-to-hidden paths (`model.rnn_norm_paths`: both | input | hidden).
   time step, γ and β shared over time. A sequence longer than in training uses, for the steps
   beyond, the statistics of the last trained step (Cooijmans et al., Sec. 3). Their γ = 0.1
   initialisation is `model.norm_gamma_init: 0.1`.
-The LSTM also normalises the cell state before its output tanh when a norm is set (as Cooijmans
-et al. and Ba et al. do). Recurrent kernels start orthogonal; input kernels use `model.init`.
+The LSTM also normalises the cell state before its output tanh whenever a norm is set, whatever
+`rnn_norm_paths` says (as Cooijmans et al. and Ba et al. do). At t = 0 the hidden state is zero, so
+the hidden path's normalised value is its β; those zeros never enter BN statistics.
+Recurrent kernels start orthogonal; input kernels use `model.init`.
 The classifier reads the last step's hidden state.
 """
 
@@ -42,6 +44,10 @@ class PerStepBatchNorm(nnx.Module):
         self.var = nnx.BatchStat(jnp.ones((steps, features), jnp.float32))
         self.steps, self.momentum, self.epsilon = steps, cfg.bn_momentum, cfg.norm_epsilon
 
+    def of_zeros(self) -> jax.Array:
+        """What normalising an all-zero input gives in training mode (β), without touching statistics."""
+        return self.bias.value
+
     def __call__(self, x: jax.Array, *, t: int, train: bool) -> jax.Array:
         s = min(t, self.steps - 1)  # beyond the trained length: the last step's statistics
         if train:
@@ -60,6 +66,12 @@ class _Shared(nnx.Module):
     def __init__(self, norm: nnx.Module):
         self.norm = norm
 
+    def of_zeros(self) -> jax.Array | float:
+        """What normalising an all-zero input gives in training mode: β for BN and LayerNorm (zero
+        without a norm), without touching statistics."""
+        bias = getattr(self.norm, "bias", None)
+        return 0.0 if bias is None else bias.value
+
     def __call__(self, x: jax.Array, *, t: int, train: bool) -> jax.Array:
         return self.norm(x, train=train)
 
@@ -68,11 +80,20 @@ RnnNormBuilder = Callable[[int, int, ModelConfig, nnx.Rngs], nnx.Module]
 RNN_NORMS: Registry[RnnNormBuilder] = Registry("recurrent norm", "model.norm")
 RNN_NORMS.register("none", doc="no normalisation")(lambda f, T, cfg, rngs: _Shared(Identity()))
 RNN_NORMS.register("layer", doc="LayerNorm at every step")(
-    lambda f, T, cfg, rngs: _Shared(LayerNorm(f, epsilon=cfg.norm_epsilon, scale_init=nnx.initializers.constant(cfg.norm_gamma_init), rngs=rngs))
+    lambda f, T, cfg, rngs: _Shared(
+        LayerNorm(f, epsilon=cfg.norm_epsilon, scale_init=nnx.initializers.constant(cfg.norm_gamma_init), use_fast_variance=False, rngs=rngs)
+    )
 )
 RNN_NORMS.register("batch", doc="BN shared over time steps (one set of running averages)")(
     lambda f, T, cfg, rngs: _Shared(
-        BatchNorm(f, momentum=cfg.bn_momentum, epsilon=cfg.norm_epsilon, scale_init=nnx.initializers.constant(cfg.norm_gamma_init), rngs=rngs)
+        BatchNorm(
+            f,
+            momentum=cfg.bn_momentum,
+            epsilon=cfg.norm_epsilon,
+            scale_init=nnx.initializers.constant(cfg.norm_gamma_init),
+            use_fast_variance=False,
+            rngs=rngs,
+        )
     )
 )
 RNN_NORMS.register("batch_per_step", doc="BN with separate statistics per time step (Cooijmans et al. 2016)")(
@@ -96,7 +117,7 @@ class RecurrentLayer(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((gates * width,), jnp.float32))
         self.norm_x = _path_norm(cfg, "input", gates * width, steps, rngs)
         self.norm_h = _path_norm(cfg, "hidden", gates * width, steps, rngs)
-        self.norm_c = _path_norm(cfg, "hidden", width, steps, rngs) if gates == 4 else None
+        self.norm_c = RNN_NORMS.get(cfg.norm)(width, steps, cfg, rngs) if gates == 4 else None  # the cell: whenever a norm is set
         self.act = ACTIVATIONS.get(cfg.activation)
         self.width = width
 
@@ -107,7 +128,9 @@ class RecurrentLayer(nnx.Module):
         c = jnp.zeros((n, self.width), xs.dtype)
         outs, pres = [], []
         for t in range(steps):  # unrolled: T is small (rows of an image), and per-step norms need a static t
-            pre = self.norm_x(self.x(xs[:, t]), t=t, train=train) + self.norm_h(self.h(h), t=t, train=train) + self.bias.value
+            # at t = 0 the hidden path is W_h 0 = 0: its normalised value is β, and zeros stay out of the statistics
+            hidden = self.norm_h.of_zeros() if t == 0 else self.norm_h(self.h(h), t=t, train=train)
+            pre = self.norm_x(self.x(xs[:, t]), t=t, train=train) + hidden + self.bias.value
             if self.gates == 1:
                 h = self.act(pre)
             else:
