@@ -202,3 +202,18 @@ def test_a_run_ends_with_a_table_of_final_metrics_and_counts_steps(tmp_path):
     assert lines[1].split() == ["norm", "runs", "diverged", "final", "test_acc", "final", "train_loss"]
     assert [line.split()[:3] for line in lines[2:]] == [["none", "2", "0"], ["batch", "2", "0"]]
     assert "/160 " in r.stderr and "4/4 runs finished" in r.stderr  # one bar in steps: 4 runs x 40 steps
+
+
+def test_definitions_follow_the_papers_defaults():
+    """Ioffe & Szegedy's Fig. 1 measures the training-mode network; Santurkar's DLN probes span [1/100, 30] x lr."""
+    from bnlab.config.schema import Config
+
+    assert Config().diagnostics.activations.bn_mode == "batch"
+
+
+def test_a_dln_landscape_must_use_santurkars_step_range(tmp_path, capsys):
+    dln = ["data.name=linear_regression", "data.standardize=none", "model.name=dln", "model.activation=linear", "diagnostics.landscape.enabled=true"]
+    assert main(["run", "/dev/null", *TINY, *dln, "--out", str(tmp_path / "o")]) == 2
+    assert "1/100 to 30" in capsys.readouterr().err
+    ok = dln + ["diagnostics.landscape.eta_multipliers=[0.01,0.1,1,10,30]", "train.steps=5", "train.log_every=5"]
+    assert main(["run", "/dev/null", *TINY, *ok, "--out", str(tmp_path / "p"), "--quiet"]) == 0

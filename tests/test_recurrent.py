@@ -148,3 +148,39 @@ def test_recurrent_models_train_from_config(tmp_path):
     for rid in ("name-rnn_norm-layer", "name-lstm_norm-batch-per-step"):
         rows = RunDir(out / "runs" / rid).metrics()
         assert rows[-1]["test_loss"] < 0.7 * rows[0]["test_loss"], rid
+
+
+@pytest.mark.parametrize("norm", ["batch_per_step", "batch"])
+def test_population_statistics_of_recurrent_bn(norm):
+    """Cooijmans et al. evaluate with population statistics: per time step for per-step BN; over
+    every time step for BN shared over time. Checked on the input path, z_t = W_x x_t."""
+    from bnlab.config.schema import Config, TrainConfig
+    from bnlab.data.dataset import load
+    from bnlab.train.evaluation import Evaluator
+    from bnlab.train.program import TrainProgram
+
+    cfg = Config(
+        model=ModelConfig(name="rnn", depth=1, width=5, norm=norm, activation="tanh", rnn_norm_paths="input"),
+        train=TrainConfig(batch_size=50, steps=3),
+    )
+    t = TrainProgram(cfg, load(cfg.data))
+    state, _ = t.train_chunk(t.init(0), 3)
+    pop = Evaluator(t.model, cfg, t.dataset, t.x_train, 50).population_stats(state)["hidden"][0]["norm_x"]
+    wx = np.asarray(state.params["hidden"][0]["x"]["kernel"], np.float64)
+    nb = len(t.dataset.y_train) // 50
+    z = (np.asarray(t.dataset.x_train[: nb * 50], np.float64).reshape(nb, 50, 8, 8) @ wx).transpose(2, 0, 1, 3)  # (T, batches, 50, F)
+    means, variances = z.mean(2).mean(1), 50 / 49 * z.var(2).mean(1)  # per time step: E over batches
+    if norm == "batch":
+        np.testing.assert_allclose(pop["norm"]["mean"], means.mean(0), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(pop["norm"]["var"], variances.mean(0), rtol=1e-4, atol=1e-5)
+    else:
+        np.testing.assert_allclose(pop["mean"], means, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(pop["var"], variances, rtol=1e-4, atol=1e-5)
+
+
+def test_recurrent_runs_evaluate_with_population_statistics(tmp_path):
+    shape = ["data.name=synthetic", "data.synthetic_shape=[4,4,1]", "data.synthetic_size=300"]
+    counts, out = run_plan(shape + ["model.name=rnn", "model.width=8", "model.norm=batch_per_step", "train.steps=20", "train.log_every=10",
+                                    "train.eval_bn_stats=population"], tmp_path / "o")  # fmt: skip
+    assert counts == {"done": 1}
+    assert {r["eval_bn_stats"] for r in RunDir(out / "runs" / "run").metrics() if "test_acc" in r} == {"population"}

@@ -109,7 +109,7 @@ class ActivationsConfig:
     schedule: Schedule = field(default_factory=lambda: Schedule(every=100))
     units: int = 3  # the first `units` units (channels) of each hidden layer are followed
     batch_size: int = 500  # fixed evaluation batch: the first examples of the validation split
-    bn_mode: str = "running"
+    bn_mode: str = "batch"  # Ioffe & Szegedy Sec. 4.1 measure the training-mode network N^tr_BN: batch statistics
     saturation: float = 0.98  # sigmoid/tanh unit saturated when its output is beyond 98% of the way to an end
 
 
@@ -119,7 +119,8 @@ class LandscapeConfig:
 
     enabled: bool = False
     schedule: Schedule = field(default_factory=lambda: Schedule(every=100))
-    eta_multipliers: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0, 4.0])  # eta = optim.lr * these
+    # eta = the step's lr * these: Santurkar App. A.2.2 use [1/2, 4] for VGG; for the deep linear network [1/100, 30]
+    eta_multipliers: List[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 3.0, 4.0])
     bn_mode: str = "batch"
 
 

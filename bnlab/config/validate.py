@@ -70,8 +70,13 @@ def validate(cfg: Config) -> None:
     if recurrent:
         check(m.rnn_norm_paths in ("both", "input", "hidden"), f"model.rnn_norm_paths: unknown {m.rnn_norm_paths!r}; allowed: both, input, hidden")
         check(not cfg.diagnostics.ics.enabled, "diagnostics.ics: defined for feed-forward layers (mlp, cnn, dln), not recurrent models")
-        check(t.eval_bn_stats == "running", "train.eval_bn_stats: population statistics are implemented for mlp, cnn and dln, not recurrent models")
     registered(ACTIVATIONS, m.activation)
+    mults = cfg.diagnostics.landscape.eta_multipliers
+    check(
+        m.name != "dln" or not cfg.diagnostics.landscape.enabled or (min(mults, default=1) <= 0.01 and max(mults, default=0) >= 30),
+        "diagnostics.landscape.eta_multipliers: for the deep linear network Santurkar et al. (App. A.2.2) probe step sizes "
+        f"from 1/100 to 30 times the learning rate, e.g. [0.01, 0.1, 1, 10, 30]; got {list(mults)}",
+    )
     check(
         m.name != "dln" or m.activation == "linear",
         f"model.activation: the dln model has no nonlinearity, so it must say so: set model.activation: linear (got {m.activation!r})",

@@ -90,8 +90,9 @@ class _RunningStats(nnx.Module):
 
 class GhostBatchNorm(_RunningStats):
     """Hoffer et al. 2017: BN statistics over virtual sub-batches of `model.ghost_batch_size`
-    examples. The running averages take the mean over ghost batches of their means and (biased)
-    variances, once per step."""
+    examples. As their code (`eladhoffer/bigBatch`, main_gbn.py) runs the ghost batches through the
+    model one after another, the running averages take one update per ghost batch, in order: k
+    updates per step (with this suite's convention, the biased variance)."""
 
     def __init__(self, features: int, cfg: ModelConfig):
         super().__init__(features, cfg)
@@ -109,9 +110,16 @@ class GhostBatchNorm(_RunningStats):
         axes = tuple(range(1, g.ndim - 1))
         mean = g.mean(axes, keepdims=True)
         var = jnp.mean(jnp.square(g - mean), axes, keepdims=True)
-        self._update(self.mean, mean.reshape(-1, x.shape[-1]).mean(0))
-        self._update(self.var, var.reshape(-1, x.shape[-1]).mean(0))
+        self._update_in_turn(self.mean, mean.reshape(-1, x.shape[-1]))
+        self._update_in_turn(self.var, var.reshape(-1, x.shape[-1]))
         return self._affine(((g - mean) / jnp.sqrt(var + self.epsilon)).reshape(x.shape))
+
+    def _update_in_turn(self, stat: nnx.BatchStat, ghost_values: jax.Array) -> None:
+        """k updates running <- m running + (1 - m) s_j, j = 1..k, in closed form:
+        m^k running + sum_j (1 - m) m^(k - j) s_j."""
+        k = ghost_values.shape[0]
+        weights = (1 - self.momentum) * self.momentum ** jnp.arange(k - 1, -1, -1, dtype=jnp.float32)
+        stat.value = self.momentum**k * stat.value + jnp.einsum("k,kf->f", weights, ghost_values)
 
 
 class BatchRenorm(_RunningStats):

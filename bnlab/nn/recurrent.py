@@ -60,11 +60,12 @@ class PerStepBatchNorm(nnx.Module):
         return (x - mean) / jnp.sqrt(var + self.epsilon) * self.scale.value + self.bias.value
 
 
-class _Shared(nnx.Module):
+class SharedOverTime(nnx.Module):
     """Adapter giving time-independent norms the per-step call signature."""
 
     def __init__(self, norm: nnx.Module):
         self.norm = norm
+        self.collect_batch_stats = False  # set on the copy that computes population statistics
 
     def of_zeros(self) -> jax.Array | float:
         """What normalising an all-zero input gives in training mode: β for BN and LayerNorm (zero
@@ -73,19 +74,22 @@ class _Shared(nnx.Module):
         return 0.0 if bias is None else bias.value
 
     def __call__(self, x: jax.Array, *, t: int, train: bool) -> jax.Array:
+        if train and self.collect_batch_stats:  # every step's batch statistics, for averaging over time and batches
+            mean = x.mean(0)
+            self.sow(nnx.Intermediate, "step_stats", jnp.stack([mean, jnp.mean(jnp.square(x - mean), 0)]))
         return self.norm(x, train=train)
 
 
 RnnNormBuilder = Callable[[int, int, ModelConfig, nnx.Rngs], nnx.Module]
 RNN_NORMS: Registry[RnnNormBuilder] = Registry("recurrent norm", "model.norm")
-RNN_NORMS.register("none", doc="no normalisation")(lambda f, T, cfg, rngs: _Shared(Identity()))
+RNN_NORMS.register("none", doc="no normalisation")(lambda f, T, cfg, rngs: SharedOverTime(Identity()))
 RNN_NORMS.register("layer", doc="LayerNorm at every step")(
-    lambda f, T, cfg, rngs: _Shared(
+    lambda f, T, cfg, rngs: SharedOverTime(
         LayerNorm(f, epsilon=cfg.norm_epsilon, scale_init=nnx.initializers.constant(cfg.norm_gamma_init), use_fast_variance=False, rngs=rngs)
     )
 )
 RNN_NORMS.register("batch", doc="BN shared over time steps (one set of running averages)")(
-    lambda f, T, cfg, rngs: _Shared(
+    lambda f, T, cfg, rngs: SharedOverTime(
         BatchNorm(
             f,
             momentum=cfg.bn_momentum,

@@ -14,8 +14,25 @@ from flax import nnx
 
 from ..config.schema import Config
 from ..data.dataset import Dataset
+from ..nn.models import RECURRENT
+from ..nn.recurrent import SharedOverTime
 from .model_fns import ModelFunctions
 from .state import TrainState, per_example
+
+
+def _step_stats(intermediates: Any, path: tuple = ()):
+    """(path of the module, (T, 2, features) array) for every module that sowed its per-step statistics."""
+    for key, value in intermediates.items():
+        if key == "step_stats":
+            yield path, jnp.stack(value)
+        elif isinstance(value, dict):
+            yield from _step_stats(value, path + (key,))
+
+
+def _at(tree: Any, path: tuple) -> Any:
+    for key in path:
+        tree = tree[key]
+    return tree
 
 
 class Evaluator:
@@ -24,9 +41,14 @@ class Evaluator:
     def __init__(self, model: ModelFunctions, cfg: Config, dataset: Dataset, x_train: jax.Array, train_batch_size: int):
         self.model, self.cfg, self.dataset = model, cfg, dataset
         self.x_train, self.train_batch_size = x_train, train_batch_size
-        # a copy of the network whose BN momentum is 0 keeps the statistics of the batch it just saw
-        zero_momentum = dataclasses.replace(cfg.model, bn_momentum=0.0)
-        self._graphdef_momentum0 = nnx.split(model.build(zero_momentum, seed=0), nnx.Param, nnx.BatchStat)[0]
+        # a copy of the network whose BN momentum is 0 keeps the statistics of the batch it just saw;
+        # BN shared over the time steps of a recurrent net also reports every step's statistics
+        copy = model.build(dataclasses.replace(cfg.model, bn_momentum=0.0), seed=0)
+        for _, module in nnx.iter_modules(copy):
+            if isinstance(module, SharedOverTime) and isinstance(module.norm, nnx.BatchNorm):
+                module.collect_batch_stats = True
+        self._graphdef_momentum0 = nnx.split(copy, nnx.Param, nnx.BatchStat)[0]
+        self._recurrent = cfg.model.name in RECURRENT
         self._population_jit = jax.jit(self._population)
         self._eval = jax.jit(self._evaluate_batches)
 
@@ -34,26 +56,36 @@ class Evaluator:
     def _population(self, params, batch_stats, xs):
         """Each BN layer's E[mean_B] and m/(m-1) E[var_B] over training-mode passes of batches xs
         (nb, bs, ...); m is the number of values behind each statistic (batch, or ghost batch, times
-        spatial positions)."""
+        spatial positions). Recurrent nets: per time step for per-step BN (Cooijmans et al.), over
+        all time steps for BN shared over time; m is the batch."""
 
         def one(xb):
-            out = self.model.apply(params, batch_stats, xb, train=True, capture=True, graphdef=self._graphdef_momentum0)
-            return out.batch_stats, [p.shape for p in out.pre_activations]
+            net = self.model.merge(params, batch_stats, self._graphdef_momentum0)
+            _, pres = net(xb, train=True, capture=True)
+            stats = nnx.to_pure_dict(nnx.state(net, nnx.BatchStat))
+            for path, steps in _step_stats(nnx.to_pure_dict(nnx.state(net, nnx.Intermediate))):
+                target = _at(stats, path)["norm"]
+                if "var" in target:  # a BN shared over time: the mean over its time steps
+                    target["mean"], target["var"] = jnp.mean(steps[:, 0], 0), jnp.mean(steps[:, 1], 0)
+            return stats, [p.shape for p in pres]
 
         per_batch = jax.lax.map(lambda xb: one(xb)[0], xs)
         shapes = one(xs[0])[1]  # traced once more for the static shapes; nothing is computed twice at run time
-        ghost = self.cfg.model.ghost_batch_size if self.cfg.model.norm == "ghost_batch" else xs.shape[1]
         out = jax.tree.map(lambda v: jnp.mean(v, 0), per_batch)
+        m = xs.shape[1]
+        if self._recurrent:
+            return jax.tree_util.tree_map_with_path(lambda path, v: v * m / (m - 1) if str(getattr(path[-1], "key", "")) == "var" else v, out)
         for i, shape in enumerate(shapes):
             if "var" in out["hidden"][i]["norm"]:
-                m = ghost * math.prod(shape[1:-1])
-                out["hidden"][i]["norm"]["var"] = out["hidden"][i]["norm"]["var"] * m / (m - 1)
+                positions = m * math.prod(shape[1:-1])
+                out["hidden"][i]["norm"]["var"] = out["hidden"][i]["norm"]["var"] * positions / (positions - 1)
         return out
 
     def population_stats(self, state: TrainState) -> Any:
         """Population statistics from the whole training set in batches of the training batch size
-        (the trailing partial batch is left out)."""
-        bs = self.train_batch_size
+        (ghost BN: of the ghost batch size, so that every pass sees one ghost batch; the trailing
+        partial batch is left out)."""
+        bs = self.cfg.model.ghost_batch_size if self.cfg.model.norm == "ghost_batch" else self.train_batch_size
         nb = len(self.x_train) // bs
         xs = self.x_train[: nb * bs].reshape((nb, bs) + self.x_train.shape[1:])
         return self._population_jit(state.params, state.batch_stats, xs)
