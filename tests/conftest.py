@@ -7,6 +7,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 
+# tests train tiny nets for a few steps: compiling is most of their time, and XLA's cheapest code generation
+# cuts that by a third (measured: 65 s -> 44 s for the diagnostics and inference tests, cold cache)
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 # a private compilation cache per test session keeps tests independent of a user's cache
 os.environ.setdefault("BNLAB_JAX_CACHE", str(Path(os.environ.get("PYTEST_CACHE_BASE", "/tmp")) / "bnlab-test-jax-cache"))
 
