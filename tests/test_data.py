@@ -18,6 +18,13 @@ def _rows(x):
     return {a.tobytes() for a in x}
 
 
+def test_embedded_digits_are_the_real_ones():
+    x, y = DATASETS.get("digits")("", DataConfig()).train
+    assert x.shape == (1797, 8, 8, 1) and x.min() == 0.0 and x.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(y), [178, 182, 177, 183, 181, 182, 181, 179, 174, 180])  # UCI optdigits' test set
+    np.testing.assert_array_equal((x[0, :, :, 0] * 16).astype(int)[0], [0, 0, 5, 13, 9, 1, 0, 0])
+
+
 def test_digits_splits_are_deterministic_disjoint_and_complete():
     cfg = DataConfig(name="digits", standardize="none")
     a = prepare(DATASETS.get("digits")("", cfg), cfg, "digits")

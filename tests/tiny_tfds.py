@@ -1,4 +1,4 @@
-"""A real TFDS builder over a few of scikit-learn's digits, prepared offline in tests."""
+"""A real TFDS builder over a few of the embedded digits, prepared offline in tests."""
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -18,9 +18,9 @@ class TinyDigits(tfds.core.GeneratorBasedBuilder):
         return {"train": self._generate_examples(0, 60), "test": self._generate_examples(60, 90)}
 
     def _generate_examples(self, start, stop):
-        from sklearn.datasets import load_digits
+        from bnlab.data.sources import load_digits
 
-        d = load_digits()
+        x, y = load_digits("", None).train
         for i in range(start, stop):
-            image = (d.images[i] * 255 / 16).astype(np.uint8)[..., None]
-            yield i, {"image": image, "label": int(d.target[i])}
+            image = (x[i] * 255).round().astype(np.uint8)
+            yield i, {"image": image, "label": int(y[i])}
