@@ -70,6 +70,7 @@ def test_a_diverged_run_has_no_final_metrics(tmp_path):
     assert first[header.index("test_acc")] == ""  # not the last finite value before the blow-up
 
 
+@pytest.mark.slow
 def test_readme_notebook_example_runs(tmp_path, monkeypatch):
     readme = (ROOT / "README.md").read_text()
     section = readme.split("## Python API", 1)[1]
