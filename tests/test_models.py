@@ -81,3 +81,14 @@ def test_capture_returns_pre_activations():
     expected0 = x.reshape(3, -1) @ p["hidden"][0]["layer"]["kernel"] + p["hidden"][0]["layer"]["bias"]
     np.testing.assert_allclose(pres[0], expected0, rtol=1e-5)
     assert len(pres) == 2 and pres[1].shape == (3, 5)
+
+
+@pytest.mark.parametrize("shape", [(4, 8, 8, 3), (2, 7, 5, 2)])
+def test_reshape_max_pool_equals_flax_max_pool_and_its_gradient(shape):
+    from bnlab.nn.feedforward import max_pool_2x2
+
+    x = jnp.round(2 * jax.random.normal(jax.random.PRNGKey(0), shape))  # many ties: the gradient must pick the same one
+    flax_pool = lambda a: nnx.max_pool(a, (2, 2), strides=(2, 2))  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x2(x), flax_pool(x))
+    loss = lambda pool: jax.grad(lambda a: jnp.sum(jnp.sin(pool(a)) * jnp.arange(1.0, 1.0 + a.shape[-1])))(x)  # noqa: E731
+    np.testing.assert_array_equal(loss(max_pool_2x2), loss(flax_pool))

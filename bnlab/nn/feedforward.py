@@ -14,6 +14,7 @@ import dataclasses
 import math
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from ..config.schema import ModelConfig
@@ -71,6 +72,21 @@ class MLP(nnx.Module):
         return (logits, pres) if capture else logits
 
 
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2 max pooling with stride 2 (an odd last row or column is dropped, as with 'VALID') as
+    three elementwise selections: the values and the gradient of `nnx.max_pool`, ties included
+    (the gradient goes to the first maximum in row-major order, as reduce_window's does), but
+    without XLA's select-and-scatter, which is slow on a CPU (measured: 5.0 vs 0.27 ms forward +
+    backward at 60x28x28x16)."""
+    n, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+
+    def first(a, b):
+        return jnp.where(a >= b, a, b)
+
+    return first(first(x[:, :, 0, :, 0], x[:, :, 0, :, 1]), first(x[:, :, 1, :, 0], x[:, :, 1, :, 1]))
+
+
 class CNN(nnx.Module):
     """Small VGG-style net: `depth` stages of `convs_per_stage` 3x3 convs (width * 2**stage channels),
     each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier."""
@@ -100,7 +116,7 @@ class CNN(nnx.Module):
             x, pre = layer(x, train=train, rng=key)
             pres.append(pre)
             if pool:
-                x = nnx.max_pool(x, (2, 2), strides=(2, 2))
+                x = max_pool_2x2(x)
         logits = self.head(x.reshape((x.shape[0], -1)))
         return (logits, pres) if capture else logits
 
