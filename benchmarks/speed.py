@@ -1,4 +1,4 @@
-"""Training speed: bnlab against a plain PyTorch loop and a per-step `nnx.jit` loop, sweeps of 8
+"""Training speed: bnlab against a plain PyTorch loop, the Flax examples' `jax.jit` step and a per-step `nnx.jit` loop, sweeps of 8
 seeds end to end, and achieved FLOP/s against this machine's matmul FLOP/s.
 
     python benchmarks/speed.py [--steps 2000] [--repeats 5] [--sweep-repeats 3] [--skip-sweeps]
@@ -6,8 +6,9 @@ seeds end to end, and achieved FLOP/s against this machine's matmul FLOP/s.
 Models (synthetic 28x28 data, batch 60, SGD lr 0.1), each with norm none and batch:
   - mlp: the quickstart network, 784-100-100-100-10 sigmoid (Ioffe & Szegedy's MNIST net);
   - cnn: two stages of one 3x3 conv (16, 32 channels) + ReLU + 2x2 max pooling, linear classifier.
-Single-run rows: median steps/s over `repeats` timed blocks of `steps` steps after a warm-up that
-compiles; all three implementations are timed in this process, on the same data.
+Single-run rows: median steps/s over `repeats` timed blocks of `steps` steps (CNN: steps/10, at
+least 50) after a warm-up that compiles; all four implementations (bnlab, PyTorch eager, the Flax
+examples' pure `jax.jit` step, a per-step `nnx.jit` loop) are timed in this process, on the same data.
 Sweep rows: 8 seeds of the MNIST-size quickstart network (BN, 2,000 steps each), wall time of the
 whole thing including start-up and compilation: one `bnlab run` with its defaults vs eight
 `bnlab run` processes one after another (a shell loop over a training script), with bnlab's
@@ -109,6 +110,43 @@ def nnx_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
     return rates(block, steps, repeats)
 
 
+def functional_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
+    """The Flax examples' own pattern: one `jax.jit` of a pure step over (params, batch_stats,
+    opt_state, x, y), called once per step with batches sliced on the host."""
+    ds = load_dataset(cfg.data)
+    graphdef, param_template, stat_template = nnx.split(build(cfg.model, ds.image_shape, ds.num_classes, seed=0), nnx.Param, nnx.BatchStat)
+    params, stats = nnx.to_pure_dict(param_template), nnx.to_pure_dict(stat_template)
+    tx = optax.sgd(LR)
+
+    def merge(p, s):  # fresh variables in the current trace, filled from pure dicts (NNX's functional API)
+        pv, sv = jax.tree.map(lambda v: v, param_template), jax.tree.map(lambda v: v, stat_template)
+        nnx.replace_by_pure_dict(pv, p)
+        nnx.replace_by_pure_dict(sv, s)
+        return nnx.merge(graphdef, pv, sv)
+
+    @jax.jit
+    def step(params, stats, opt_state, x, y):
+        def loss_fn(p, s):
+            model = merge(p, s)
+            loss = optax.softmax_cross_entropy_with_integer_labels(model(x, train=True), y).mean()
+            return loss, nnx.to_pure_dict(nnx.state(model, nnx.BatchStat))
+
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), new_stats, opt_state, loss
+
+    n = len(ds.y_train) // BATCH
+    carry = [params, stats, tx.init(params)]
+
+    def block(k):
+        for i in range(k):
+            j = i % n
+            *carry[:], loss = step(*carry, ds.x_train[j * BATCH : (j + 1) * BATCH], ds.y_train[j * BATCH : (j + 1) * BATCH])
+        jax.block_until_ready(loss)
+
+    return rates(block, steps, repeats)
+
+
 def torch_rates(model: str, norm: str, steps: int, repeats: int) -> list[float] | None:
     """A plain eager PyTorch loop, the way most users write one (CPU, default threads)."""
     try:
@@ -180,7 +218,7 @@ def sweep_seconds(repeats: int) -> dict[str, list[float]]:
                 t = time.perf_counter()
                 for seed in range(8):
                     subprocess.run(
-                        bnlab + [f"sweep.grid.seed=[{seed}]", "--out", f"{tmp}/loop{r}{label[-3:]}"],
+                        bnlab + [f"sweep.grid.seed=[{seed}]", "--out", f"{tmp}/loop{r}{label[-3:]}/seed{seed}"],  # a folder per config
                         check=True,
                         cwd=ROOT,
                         capture_output=True,
@@ -214,21 +252,22 @@ def main() -> None:
     ceiling = matmul_flops()
     print(f"backend: {jax.default_backend()}, {os.cpu_count()} CPU cores; float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (2048^2, median)")
     print("\nsteps/s, median (min-max) of", args.repeats, "blocks of", args.steps, "steps; ratio = bnlab / other")
-    header = f"{'model':<5} {'norm':<6} {'bnlab':<22} {'PyTorch eager':<22} {'nnx.jit per step':<22}"
-    print(header + f" {'vs torch':>8} {'vs nnx.jit':>10} {'GFLOP/s':>8} {'of ceiling':>10}")
+    header = f"{'model':<5} {'norm':<6} {'bnlab':<22} {'PyTorch eager':<22} {'jax.jit pure step':<22} {'nnx.jit per step':<22}"
+    print(header + f" {'vs torch':>8} {'vs jax.jit':>10} {'vs nnx.jit':>10} {'GFLOP/s':>8} {'of ceiling':>10}")
     for model in MODELS:
         steps = args.steps if model == "mlp" else max(args.steps // 10, 50)
         for norm in ("none", "batch"):
             cfg = config(model, norm)
             ours, flops = bnlab_rates(cfg, steps, args.repeats)
             theirs = torch_rates(model, norm, steps, args.repeats)
+            functional = functional_jit_rates(cfg, steps, args.repeats)
             loop = nnx_jit_rates(cfg, steps, args.repeats)
             m = statistics.median(ours)
             achieved = flops * m
             print(
-                f"{model:<5} {norm:<6} {fmt(ours):<22} {fmt(theirs) if theirs else 'skipped (no torch)':<22} {fmt(loop):<22} "
-                f"{(m / statistics.median(theirs)) if theirs else float('nan'):7.2f}x {m / statistics.median(loop):9.2f}x "
-                f"{achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
+                f"{model:<5} {norm:<6} {fmt(ours):<22} {fmt(theirs) if theirs else 'skipped (no torch)':<22} {fmt(functional):<22} {fmt(loop):<22} "
+                f"{(m / statistics.median(theirs)) if theirs else float('nan'):7.2f}x {m / statistics.median(functional):9.2f}x "
+                f"{m / statistics.median(loop):9.2f}x {achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
             )
     if not args.skip_sweeps:
         print(
