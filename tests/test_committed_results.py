@@ -55,7 +55,8 @@ def test_learning_curves_draw_no_validation_panels_without_a_validation_split(tm
     from conftest import run_plan
 
     from bnlab.report.figures import learning_curve_panels
-    from bnlab.report.runs import group_runs, load_runs
+    from bnlab.report.runs import group_runs
+    from bnlab.runner.results import load_runs
 
     _, out = run_plan(["model.width=8", "model.depth=1", "train.steps=10", "train.log_every=5", "data.val_fraction=0"], tmp_path / "o")
     assert [m for m, _ in learning_curve_panels(group_runs(load_runs(out), []))] == ["train_loss", "test_acc"]

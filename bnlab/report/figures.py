@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..runner.results import final_row
+from ..runner.results import final_metrics
 from .runs import COLORS, Run, has_metric, legend_label, mark_diverged, nan_stats, pyplot, save, series, short
 
 CLASSIFICATION_PANELS = (
@@ -86,7 +86,7 @@ def final_vs(runs: list[Run], axis: str, keys: list[str], metric: str, path: Pat
                 n_div += 1
                 ax.plot([x], [0.03], "x", color=color, markersize=9, mew=2, transform=ax.get_xaxis_transform(), clip_on=False)
                 continue
-            value = final_row(run.rows).get(metric)
+            value = final_metrics(run.status, run.rows).get(metric)
             if value is not None:
                 by_x.setdefault(x, []).append(value)
                 ax.plot([x], [value], ".", color=color, alpha=0.5)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..runner.results import load_runs, varying_keys
 from .diagnostic_figures import plot_diagnostics
 from .figures import final_vs, gradient_norms, learning_curves
-from .runs import group_runs, has_metric, load_runs, short, varying_keys
+from .runs import group_runs, has_metric, short
 
 
 def plot_all(out_dir: str | Path, fmt: str = "png") -> list[Path]:

@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from ..runner.results import SavedRun as Run
-from ..runner.results import load_runs, varying_keys  # noqa: F401  (the figures' view of a results folder)
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 

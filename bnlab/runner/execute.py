@@ -85,8 +85,9 @@ def execute(
         except KeyboardInterrupt:
             for spec in p.runs:
                 rd = RunDir(p.out_dir / "runs" / spec.run_id)
-                if rd.status()["status"] == "running":
-                    rd.set_status("interrupted", **{k: v for k, v in rd.status().items() if k != "status"})
+                status = rd.status()
+                if status.pop("status") == "running":
+                    rd.set_status("interrupted", **status)
             write_summary(p.out_dir, p.runs)
             raise
 

@@ -106,9 +106,6 @@ class RunDir:
         """Record a final status (done, diverged) with what the run finished with."""
         self.set_status(status, **fields, metrics_rows=len(self.metrics()), metrics_sha256=self._metrics_digest())
 
-    def is_finished(self) -> bool:
-        return self.status().get("status") in FINISHED
-
     def record_exception(self, err: BaseException) -> None:
         """Status `failed` with the error and its traceback (call inside the `except` block)."""
         import traceback
