@@ -197,10 +197,10 @@ def test_cnn_trains_from_config(tmp_path):
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_overrides, monkeypatch):
     original = TrainProgram.train_chunk
 
-    def flaky(self, state, num_steps):
-        if self.cfg.optim.lr == 0.2:
+    def flaky(self, state, num_steps, numbers):
+        if abs(float(numbers["optim.lr"]) - 0.2) < 1e-6:  # runs share the program; the lr is the run's
             raise RuntimeError("simulated failure")
-        return original(self, state, num_steps)
+        return original(self, state, num_steps, numbers)
 
     monkeypatch.setattr(TrainProgram, "train_chunk", flaky)
     overrides = tiny_overrides + ["sweep.grid.optim.lr=[0.2,0.1]"]

@@ -7,7 +7,7 @@ from bnlab.config.load import load, to_object
 from bnlab.runner.execute import execute, vector_groups
 from bnlab.runner.plan import plan
 from bnlab.runner.results import RunDir
-from bnlab.train.vectorized import shared_program_key
+from bnlab.train.numbers import structure_key
 
 SWEEP = [
     "model.width=16",
@@ -16,12 +16,14 @@ SWEEP = [
     "train.log_every=20",
     "train.batch_size=32",
     "optim.name=momentum",
-    "model.dropout=0.1",
     "sweep.grid.seed=[0,1]",
     "sweep.zip.optim.lr=[0.05,0.2]",
     "sweep.zip.model.init_scale=[1.0,2.0]",
     "sweep.zip.optim.global_clipnorm=[1.0,5.0]",
     "sweep.zip.optim.weight_decay=[1e-4,1e-3]",
+    "sweep.zip.model.bn_momentum=[0.9,0.99]",
+    "sweep.zip.model.norm_epsilon=[1e-5,1e-3]",
+    "sweep.zip.model.dropout=[0.1,0.3]",
 ]
 
 
@@ -54,7 +56,7 @@ def test_structure_splits_groups(tmp_path):
     groups = vector_groups(p, p.runs)
     assert sorted(len(g) for g in groups) == [2, 2, 2, 2]  # norm and clipping on/off are structure; seeds group
     a, b = (to_object(load(None, [f"optim.weight_decay={wd}"])) for wd in (0.0, 0.1))
-    assert shared_program_key(a) != shared_program_key(b)  # weight decay on/off changes the program
+    assert structure_key(a) != structure_key(b)  # weight decay on/off changes the program
 
 
 def test_vectorised_divergence_is_per_run(tmp_path):

@@ -30,15 +30,17 @@ class Hidden(nnx.Module):
         self.layer = layer
         self.norm = norm
         self.act = ACTIVATIONS.get(cfg.activation)
-        self.dropout = nnx.Dropout(cfg.dropout)
+        self.dropout_rate = cfg.dropout  # may be replaced by a traced value (train.numbers)
+        self.dropout_on = cfg.dropout > 0
 
     def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
         """(output, pre-activation): the pre-activation is the nonlinearity's input, norm(W x)."""
         norm_rng, dropout_rng = (None, None) if rng is None else jax.random.split(rng)
         pre = self.norm(self.layer(x), train=train, rng=norm_rng)
         x = self.act(pre)
-        if self.dropout.rate > 0 and dropout_rng is not None:  # no key: deterministic (probes, evaluation)
-            x = self.dropout(x, deterministic=False, rngs=dropout_rng)
+        if self.dropout_on and dropout_rng is not None:  # no key: deterministic (probes, evaluation)
+            keep = 1.0 - self.dropout_rate  # inverted dropout, as nnx.Dropout (whose rate must be a Python number)
+            x = jnp.where(jax.random.bernoulli(dropout_rng, keep, x.shape), x / keep, 0.0)
         return x, pre
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ..config.sweep import RunSpec
 from ..errors import ConfigError
+from ..train.numbers import structure_key
 from ..train.state import total_steps
-from ..train.vectorized import shared_program_key
 from .compilation_cache import enable_compilation_cache
 from .folder import hold, record_sweep
 from .loop import run_group
@@ -44,13 +44,13 @@ def default_vectorize() -> bool:
 
 
 def vector_groups(p: Plan, todo: list[RunSpec]) -> list[list[RunSpec]]:
-    """Runs that can share one vmapped program: the same shared_program_key and starting from scratch
+    """Runs that can share one vmapped program: the same structure_key and starting from scratch
     (a run with a checkpoint to resume from goes alone, as the runs of a group advance in lockstep)."""
     groups: dict[str, list[RunSpec]] = {}
     for spec in todo:
         ckpt = p.out_dir / "runs" / spec.run_id / "checkpoints"
         resumable = ckpt.is_dir() and any(c.name.isdigit() for c in ckpt.iterdir())
-        key = spec.run_id if resumable else shared_program_key(spec.config) + f"|{id(p.datasets[spec.run_id])}"
+        key = spec.run_id if resumable else structure_key(spec.config) + f"|{id(p.datasets[spec.run_id])}"
         groups.setdefault(key, []).append(spec)
     return list(groups.values())
 

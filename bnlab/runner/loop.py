@@ -24,44 +24,62 @@ from ..data.dataset import Dataset
 from ..measure import diagnostics
 from ..train import optim
 from ..train.evaluation import Evaluator
+from ..train.numbers import as_arrays, structure_key, traced_numbers
 from ..train.program import TrainProgram
 from ..train.vectorized import VectorizedProgram, pick, stack
 from .results import RunDir, atomic_write
 
 
 class ProgramCache:
-    """Programs, evaluators and diagnostics built in this process, reused by later runs of the same
-    structure (runs that differ only in the seed share one compilation). Bounded, oldest out."""
+    """Programs, evaluators and diagnostics built in this process, reused by later runs: training
+    programs and evaluators per structure (train.numbers: runs that differ only in numbers share
+    one compilation), diagnostics per whole config (they measure with the run's own optimiser and
+    model numbers). Bounded, oldest out."""
 
     def __init__(self, size: int = 8):
         self.size = size
-        self._entries: dict[str, dict[str, Any]] = {}
+        self._structures: dict[str, dict[str, Any]] = {}
+        self._measured: dict[str, dict[str, Any]] = {}
 
-    def _entry(self, cfg: Config, dataset: Dataset) -> dict[str, Any]:
-        d = dataclasses.asdict(cfg)  # everything that changes the compiled program or its data
+    def _bounded(self, entries: dict[str, Any], key: str, make) -> Any:
+        if key not in entries:
+            if len(entries) >= self.size:
+                entries.pop(next(iter(entries)))
+            entries[key] = make()
+        return entries[key]
+
+    def _structure(self, cfg: Config, dataset: Dataset) -> dict[str, Any]:
+        def make():
+            program = TrainProgram(cfg, dataset)
+            return {"program": program, "evaluator": Evaluator(program.model, cfg, dataset, program.x_train, program.batch_size)}
+
+        return self._bounded(self._structures, structure_key(cfg) + f"|{id(dataset)}", make)
+
+    def program(self, cfg: Config, dataset: Dataset) -> TrainProgram:
+        """The training program of cfg's structure (pass the run's traced numbers to it)."""
+        return self._structure(cfg, dataset)["program"]
+
+    def evaluator(self, cfg: Config, dataset: Dataset) -> Evaluator:
+        return self._structure(cfg, dataset)["evaluator"]
+
+    def _exact(self, cfg: Config, dataset: Dataset) -> dict[str, Any]:
+        d = dataclasses.asdict(cfg)
         d.pop("seed"), d.pop("name"), d.pop("sweep"), d.pop("diagnostics")
         d["train"].pop("checkpoint_every")
         key = json.dumps(d, sort_keys=True) + f"|{id(dataset)}"
-        if key not in self._entries:
-            if len(self._entries) >= self.size:
-                self._entries.pop(next(iter(self._entries)))
-            program = TrainProgram(cfg, dataset)
-            evaluator = Evaluator(program.model, cfg, dataset, program.x_train, program.batch_size)
-            self._entries[key] = {"program": program, "evaluator": evaluator, "diagnostics": {}}
-        return self._entries[key]
+        return self._bounded(self._measured, key, lambda: {"program": TrainProgram(cfg, dataset), "diagnostics": {}})
 
-    def program(self, cfg: Config, dataset: Dataset) -> TrainProgram:
-        return self._entry(cfg, dataset)["program"]
-
-    def evaluator(self, cfg: Config, dataset: Dataset) -> Evaluator:
-        return self._entry(cfg, dataset)["evaluator"]
+    def exact_program(self, cfg: Config, dataset: Dataset) -> TrainProgram:
+        """A program of exactly this config (its numbers as constants), for measurements; never
+        trained with, so never compiled as a whole."""
+        return self._exact(cfg, dataset)["program"]
 
     def diagnostics(self, cfg: Config, dataset: Dataset) -> list:
-        """The enabled diagnostics of `cfg`, built once per diagnostics config (so seeds share their compilation)."""
-        built = self._entry(cfg, dataset)["diagnostics"]
+        """The enabled diagnostics of `cfg`, built once per config and diagnostics config (seeds share their compilation)."""
+        built = self._exact(cfg, dataset)["diagnostics"]
         key = json.dumps(dataclasses.asdict(cfg.diagnostics), sort_keys=True)
         if key not in built:
-            built[key] = diagnostics.enabled(cfg, self.program(cfg, dataset))
+            built[key] = diagnostics.enabled(cfg, self.exact_program(cfg, dataset))
         return built[key]
 
 
@@ -113,14 +131,13 @@ class _Run:
     """One run's side of the loop: its folder, checkpoints, diagnostics, training means, status."""
 
     def __init__(self, cfg: Config, dataset: Dataset, rd: RunDir, shared: TrainProgram):
-        self.cfg, self.rd = cfg, rd
+        self.cfg, self.rd, self.dataset = cfg, rd, dataset
         self.total = shared.total_steps
         self.steps_per_epoch = shared.steps_per_epoch
         self.lr = optim.schedule(cfg.optim, self.total)
-        self.evaluator = PROGRAMS.evaluator(shared.cfg, dataset)  # evaluation does not depend on optimiser numbers
-        # diagnostics may depend on this run's optimiser numbers, so they use the run's own program
-        measured = any(getattr(cfg.diagnostics, n).enabled for n in diagnostics.DIAGNOSTICS.names()) or cfg.diagnostics.surface.enabled
-        self.program = PROGRAMS.program(cfg, dataset) if measured else shared
+        self.numbers = as_arrays(traced_numbers(cfg))
+        self.evaluator = PROGRAMS.evaluator(cfg, dataset)
+        measured = any(getattr(cfg.diagnostics, n).enabled for n in diagnostics.DIAGNOSTICS.names())
         self.diags = PROGRAMS.diagnostics(cfg, dataset) if measured else []
         self.diag_steps = [d.steps(self.total) for d in self.diags]
         self.means = _TrainMeans()
@@ -160,7 +177,7 @@ class _Run:
             if event > 0:
                 row.update(self.means.pop())
                 row.update({f"param_norm/{k}": v for k, v in summary["param_norms"].items()})
-            row.update(self.evaluator.metrics(state, self.cfg.train.eval_bn_stats))
+            row.update(self.evaluator.metrics(state, self.cfg.train.eval_bn_stats, self.numbers))
             row["lr"] = float(self.lr(max(event - 1, 0)))
         for d, steps in zip(self.diags, self.diag_steps):
             if event in steps:
@@ -177,7 +194,8 @@ class _Run:
         if self.cfg.diagnostics.surface.enabled:
             from ..measure.surface import loss_surface, to_json
 
-            atomic_write(self.rd.path / "surface.json", to_json(loss_surface(self.program, state, self.cfg.diagnostics.surface)))
+            program = PROGRAMS.exact_program(self.cfg, self.dataset)
+            atomic_write(self.rd.path / "surface.json", to_json(loss_surface(program, state, self.cfg.diagnostics.surface)))
         self.rd.finish("done", step=self.total, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds)
         self.status = "done"
 
@@ -186,10 +204,12 @@ class _Run:
             self.ckpt.close()
 
 
-def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir]) -> list[str]:
-    """Train runs that differ only in VECTOR_KEYS numbers (and start at the same step) together:
+def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], on_compiled=None) -> list[str]:
+    """Train runs of one structure (train.numbers; they must start at the same step) together:
     one vmapped program when there are several, the ordinary compiled chunks for one. Each run is
-    written to its own folder exactly as if it had been trained alone. Returns the final statuses."""
+    written to its own folder exactly as if it had been trained alone. `on_compiled()` is called once
+    the programs are compiled (the chunk, and the evaluation and diagnostics of the first row).
+    Returns the final statuses."""
     shared = PROGRAMS.program(cfgs[0], dataset)
     runs = [_Run(cfg, dataset, rd, shared) for cfg, rd in zip(cfgs, rds)]
     states = [run.open(shared.init(cfg.seed, cfg.model)) for run, cfg in zip(runs, cfgs)]
@@ -198,8 +218,10 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir]) -> list[s
         raise ValueError("run_group: the runs of a group must start at the same step")
     if len(runs) > 1:
         engine, state, select = VectorizedProgram(shared, cfgs), stack(states), pick
+        train_chunk = engine.train_chunk
     else:
         engine, state, select = shared, states[0], (lambda tree, k: tree)
+        train_chunk = lambda st, n: shared.train_chunk(st, n, runs[0].numbers)  # noqa: E731
     total = shared.total_steps
     log_steps = set(range(cfgs[0].train.log_every, total, cfgs[0].train.log_every)) | {total}
     events = sorted(s for s in log_steps.union(*runs[0].diag_steps, {0}) if s >= step)
@@ -212,7 +234,7 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir]) -> list[s
                 continue  # resumed exactly here: this row was written before the checkpoint
             if event > step:
                 t0 = time.perf_counter()
-                state, summary = engine.train_chunk(state, event - step)
+                state, summary = train_chunk(state, event - step)
                 summary = jax.device_get(summary)
                 seconds = time.perf_counter() - t0
                 for k, run in enumerate(runs):
@@ -233,6 +255,9 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir]) -> list[s
                         event in log_steps or event == 0,
                         time.perf_counter() - started,
                     )
+            if on_compiled is not None:
+                on_compiled()
+                on_compiled = None
             if all(run.status != "running" for run in runs):
                 break
         for k, run in enumerate(runs):
@@ -244,11 +269,11 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir]) -> list[s
             run.close()
 
 
-def run_one(cfg: Config, dataset: Dataset, rd: RunDir) -> str:
+def run_one(cfg: Config, dataset: Dataset, rd: RunDir, on_compiled=None) -> str:
     """Train one run into `rd`, resuming from its checkpoint if it has one. Returns the final
     status; an exception is recorded in the run's status as `failed`, not raised."""
     try:
-        return run_group([cfg], dataset, [rd])[0]
+        return run_group([cfg], dataset, [rd], on_compiled)[0]
     except Exception as err:
         rd.record_exception(err)
         return "failed"

@@ -6,6 +6,10 @@ handed (validation is deterministic and cheap) and take run ids from a shared qu
 and the progress bar. A worker that dies takes only its current run with it: that run is recorded
 as failed (a rerun retries it) and the other workers carry on.
 
+No two workers compile the same program at once: the parent queues one run of each structure
+(train.numbers) first and the rest of that structure only once that run reports its programs
+compiled, so the other workers load them from the persistent compilation cache.
+
 Nothing here imports JAX at module level: the environment of a worker must be set first.
 """
 
@@ -64,11 +68,53 @@ def _worker(index: int, source: dict, out_dir: Path, parent: int, jobs, events) 
             return
         events.put(("start", index, rid))
         try:
-            status = run_one(specs[rid].config, p.datasets[rid], RunDir(p.out_dir / "runs" / rid))
+            compiled = lambda rid=rid: events.put(("compiled", index, rid))  # noqa: E731
+            status = run_one(specs[rid].config, p.datasets[rid], RunDir(p.out_dir / "runs" / rid), compiled)
         except OSError as err:  # e.g. a full disk, hit again while recording the failure: the parent reports it
             events.put(("fatal", index, rid, err.errno, str(err)))
             return
         events.put(("end", index, rid, status))
+
+
+class _Dispatch:
+    """The parent's side of the job queue: the first run of each structure at once, the others of
+    that structure once it has compiled (or ended), then one stop signal per worker."""
+
+    def __init__(self, p: "Plan", run_ids: list[str], jobs, workers: int):
+        from ..train.numbers import structure_key
+
+        self.jobs, self.workers = jobs, workers
+        self.waiting: dict[str, list[str]] = {}
+        self.structure: dict[str, str] = {}
+        specs = {s.run_id: s for s in p.runs}
+        for rid in run_ids:
+            key = structure_key(specs[rid].config) + f"|{id(p.datasets[rid])}"
+            self.structure[rid] = key
+            self.waiting.setdefault(key, []).append(rid)
+        if not run_ids:
+            self._stop_workers()
+        for key in list(self.waiting):
+            self.jobs.put(self.waiting[key].pop(0))
+            self._release_if_empty(key)
+
+    def _stop_workers(self) -> None:
+        for _ in range(self.workers):
+            self.jobs.put(None)
+
+    def _release_if_empty(self, key: str) -> None:
+        if not self.waiting[key]:
+            del self.waiting[key]
+            if not self.waiting:
+                self._stop_workers()
+
+    def compiled(self, rid: str) -> None:
+        """`rid`'s programs exist (or it ended): queue the rest of its structure."""
+        key = self.structure[rid]
+        if key in self.waiting:
+            for other in self.waiting[key]:
+                self.jobs.put(other)
+            self.waiting[key] = []
+            self._release_if_empty(key)
 
 
 def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[str, int]:
@@ -76,10 +122,7 @@ def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[s
     out_dir = p.out_dir
     ctx = mp.get_context("spawn")
     jobs, events = ctx.Queue(), ctx.Queue()
-    for rid in run_ids:
-        jobs.put(rid)
-    for _ in range(workers):
-        jobs.put(None)
+    dispatch = _Dispatch(p, run_ids, jobs, workers)
     procs = [ctx.Process(target=_worker, args=(i, p.source, p.out_dir, os.getpid(), jobs, events), daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -94,16 +137,20 @@ def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[s
                     if not proc.is_alive() and i in in_flight:
                         rid = in_flight.pop(i)
                         RunDir(out_dir / "runs" / rid).set_status("failed", error=f"worker process died (exit code {proc.exitcode})")
+                        dispatch.compiled(rid)
                         counts["failed"] = counts.get("failed", 0) + 1
                         on_done(rid, "failed")
                 continue
             if msg[0] == "start":
                 in_flight[msg[1]] = msg[2]
+            elif msg[0] == "compiled":
+                dispatch.compiled(msg[2])
             elif msg[0] == "fatal":
                 raise OSError(msg[3], f"in run {msg[2]}: {msg[4]}")
             else:
                 _, i, rid, status = msg
                 in_flight.pop(i, None)
+                dispatch.compiled(rid)
                 counts[status] = counts.get(status, 0) + 1
                 on_done(rid, status)
     finally:

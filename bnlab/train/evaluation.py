@@ -16,6 +16,7 @@ from ..config.schema import Config
 from ..data.dataset import Dataset
 from ..nn.models import RECURRENT
 from ..nn.recurrent import SharedOverTime
+from . import numbers as traced
 from .model_fns import ModelFunctions
 from .state import TrainState, per_example
 
@@ -36,7 +37,8 @@ def _at(tree: Any, path: tuple) -> Any:
 
 
 class Evaluator:
-    """Validation and test metrics of one model structure on one dataset."""
+    """Validation and test metrics of one model structure on one dataset; a run's model numbers
+    (epsilon, ...) are traced arguments, so the runs of one structure share its compilations."""
 
     def __init__(self, model: ModelFunctions, cfg: Config, dataset: Dataset, x_train: jax.Array, train_batch_size: int):
         self.model, self.cfg, self.dataset = model, cfg, dataset
@@ -49,11 +51,18 @@ class Evaluator:
                 module.collect_batch_stats = True
         self._graphdef_momentum0 = nnx.split(copy, nnx.Param, nnx.BatchStat)[0]
         self._recurrent = cfg.model.name in RECURRENT
+        self.numbers = traced.as_arrays(traced.traced_numbers(cfg))
         self._population_jit = jax.jit(self._population)
         self._eval = jax.jit(self._evaluate_batches)
 
     # -- population statistics (Ioffe & Szegedy 2015, Algorithm 2) -----------------------------------
-    def _population(self, params, batch_stats, xs):
+    def _model_numbers(self, numbers):
+        """The module attributes to set; BN momentum stays 0 in the copy that collects statistics."""
+        attributes = traced.split(self.numbers if numbers is None else numbers)[1]
+        attributes.pop("momentum", None)
+        return attributes
+
+    def _population(self, params, batch_stats, xs, attributes):
         """Each BN layer's E[mean_B] and m/(m-1) E[var_B] over training-mode passes of batches xs
         (nb, bs, ...); m is the number of values behind each statistic (batch, or ghost batch, times
         spatial positions). Recurrent nets: per time step for per-step BN (Cooijmans et al.), over
@@ -61,6 +70,7 @@ class Evaluator:
 
         def one(xb):
             net = self.model.merge(params, batch_stats, self._graphdef_momentum0)
+            traced.set_module_numbers(net, attributes)
             _, pres = net(xb, train=True, capture=True)
             stats = nnx.to_pure_dict(nnx.state(net, nnx.BatchStat))
             for path, steps in _step_stats(nnx.to_pure_dict(nnx.state(net, nnx.Intermediate))):
@@ -81,27 +91,28 @@ class Evaluator:
                 out["hidden"][i]["norm"]["var"] = out["hidden"][i]["norm"]["var"] * positions / (positions - 1)
         return out
 
-    def population_stats(self, state: TrainState) -> Any:
+    def population_stats(self, state: TrainState, numbers=None) -> Any:
         """Population statistics from the whole training set in batches of the training batch size
         (ghost BN: of the ghost batch size, so that every pass sees one ghost batch; the trailing
         partial batch is left out)."""
         bs = self.cfg.model.ghost_batch_size if self.cfg.model.norm == "ghost_batch" else self.train_batch_size
         nb = len(self.x_train) // bs
         xs = self.x_train[: nb * bs].reshape((nb, bs) + self.x_train.shape[1:])
-        return self._population_jit(state.params, state.batch_stats, xs)
+        return self._population_jit(state.params, state.batch_stats, xs, self._model_numbers(numbers))
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _evaluate_batches(self, params, batch_stats, xs, ys, mask):
+    def _evaluate_batches(self, params, batch_stats, xs, ys, mask, attributes):
         def one(batch):
             x, y, m = batch
-            losses, correct = per_example(self.model.apply(params, batch_stats, x, train=False).logits, y, self.model.task)
+            logits = self.model.apply(params, batch_stats, x, train=False, numbers=attributes).logits
+            losses, correct = per_example(logits, y, self.model.task)
             return jnp.sum(losses * m), jnp.sum(correct * m) if correct is not None else jnp.float32(jnp.nan)
 
         loss_sums, correct = jax.lax.map(one, (xs, ys, mask))
         count = jnp.sum(mask)
         return jnp.sum(loss_sums) / count, jnp.sum(correct) / count
 
-    def evaluate(self, state: TrainState, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    def evaluate(self, state: TrainState, x: np.ndarray, y: np.ndarray, numbers=None) -> tuple[float, float]:
         """Mean loss and accuracy (NaN for regression) in evaluation mode, with state's BN statistics."""
         n = len(y)
         if n == 0:
@@ -112,17 +123,18 @@ class Evaluator:
         xs = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, bs) + x.shape[1:])
         ys = np.concatenate([y, np.zeros((pad,) + y.shape[1:], y.dtype)]).reshape((nb, bs) + y.shape[1:])
         mask = (np.arange(nb * bs) < n).astype(np.float32).reshape(nb, bs)
-        loss, acc = self._eval(state.params, state.batch_stats, xs, ys, mask)
+        loss, acc = self._eval(state.params, state.batch_stats, xs, ys, mask, self._model_numbers(numbers))
         return float(loss), float(acc)
 
-    def metrics(self, state: TrainState, bn_stats: str) -> dict[str, Any]:
-        """Validation and test metrics with running or population BN statistics; BN nets record which."""
+    def metrics(self, state: TrainState, bn_stats: str, numbers=None) -> dict[str, Any]:
+        """Validation and test metrics with running or population BN statistics; BN nets record which.
+        `numbers`: the run's traced numbers (default: this evaluator's config's)."""
         ds = self.dataset
         if self.model.has_batch_stats and bn_stats == "population":
-            state = state._replace(batch_stats=self.population_stats(state))
+            state = state._replace(batch_stats=self.population_stats(state, numbers))
         row: dict[str, Any] = {}
         for split, x, y in (("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
-            loss, acc = self.evaluate(state, x, y)
+            loss, acc = self.evaluate(state, x, y, numbers)
             row[f"{split}_loss"] = loss
             if self.model.task == "classification":
                 row[f"{split}_acc"] = acc

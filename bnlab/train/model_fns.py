@@ -14,6 +14,7 @@ from flax import nnx
 
 from ..config.schema import ModelConfig
 from ..nn.models import build
+from .numbers import set_module_numbers
 from .state import Forward, per_example
 
 
@@ -36,17 +37,22 @@ class ModelFunctions:
         nnx.replace_by_pure_dict(s, batch_stats)
         return nnx.merge(graphdef or self.graphdef, p, s)
 
-    def apply(self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, rng=None, capture: bool = False, graphdef=None) -> Forward:
-        """Forward pass. `train` means BN uses (and updates) batch statistics; an `rng` key turns on dropout and norm noise."""
+    def apply(
+        self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, rng=None, capture: bool = False, graphdef=None, numbers=None
+    ) -> Forward:
+        """Forward pass. `train` means BN uses (and updates) batch statistics; an `rng` key turns on
+        dropout and norm noise; `numbers` (module attribute -> traced value, see train.numbers)
+        replace the structure's own BN momentum, epsilon, dropout rate, etc."""
         model = self.merge(params, batch_stats, graphdef)
+        set_module_numbers(model, numbers or {})
         out = model(x, train=train, rng=rng, capture=capture)
         logits, pre = out if capture else (out, ())
         new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if train else batch_stats
         return Forward(logits, new_stats, tuple(pre))
 
-    def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", rng=None):
+    def loss(self, params: Any, batch_stats: Any, x: jax.Array, y: jax.Array, *, bn_mode: str = "batch", rng=None, numbers=None):
         """Mean loss and (logits, updated BN statistics). bn_mode: 'batch' or 'running'."""
-        out = self.apply(params, batch_stats, x, train=bn_mode == "batch", rng=rng)
+        out = self.apply(params, batch_stats, x, train=bn_mode == "batch", rng=rng, numbers=numbers)
         return per_example(out.logits, y, self.task)[0].mean(), (out.logits, out.batch_stats)
 
     def init_variables(self, seed: int, model_cfg: ModelConfig | None = None) -> tuple[Any, Any]:

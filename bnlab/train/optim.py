@@ -60,8 +60,11 @@ def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
     elif cfg.schedule == "linear":
         main = optax.linear_schedule(cfg.lr, cfg.lr * cfg.final_lr_fraction, decay_steps)
     elif cfg.schedule == "step":
-        boundaries = {int(b * decay_steps): cfg.decay_factor for b in cfg.decay_boundaries}
-        main = optax.piecewise_constant_schedule(cfg.lr, boundaries)
+        # optax.piecewise_constant_schedule's semantics (factor applies from its boundary on), written
+        # out because optax checks the factors' signs in Python, which a traced factor cannot answer
+        boundaries = jnp.asarray(sorted({int(b * decay_steps) for b in cfg.decay_boundaries}), jnp.int32)
+        lr, factor = cfg.lr, cfg.decay_factor
+        main = lambda count: lr * factor ** jnp.sum(count >= boundaries)  # noqa: E731
     else:  # validated in config.validate
         raise AssertionError(cfg.schedule)
     if cfg.warmup_steps == 0:

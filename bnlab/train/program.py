@@ -22,12 +22,14 @@ from ..config.schema import Config
 from ..data.dataset import Dataset
 from . import optim
 from .model_fns import ModelFunctions
+from .numbers import as_arrays, split, traced_numbers
 from .state import TrainState, layer_norms, per_example, total_steps
 
 
 class TrainProgram:
-    """Training for one model structure, optimiser and dataset. Runs that differ only in the seed
-    share one program (and so one compilation)."""
+    """Training for one model structure, optimiser and dataset. Runs that differ only in the seed,
+    init numbers or the numbers of train.numbers (learning rate, BN momentum, ...) share one program
+    and so one compilation: those numbers are arguments of the compiled chunk."""
 
     def __init__(self, cfg: Config, dataset: Dataset):
         self.cfg = cfg
@@ -38,6 +40,7 @@ class TrainProgram:
         self.steps_per_epoch = self.num_train // self.batch_size
         self.total_steps = total_steps(cfg, self.num_train)
         self.tx, _ = optim.build(cfg.optim, self.total_steps)  # each run logs its own schedule
+        self.numbers = as_arrays(traced_numbers(cfg))  # this config's; runs of the same structure pass theirs
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
         self._chunk = jax.jit(self.chunk, donate_argnums=0)
@@ -46,7 +49,7 @@ class TrainProgram:
         self.host_loop = cfg.model.name == "cnn" and jax.default_backend() == "cpu"
         self._permutation_jit = jax.jit(self._permutation)
         self._step_jit = jax.jit(
-            lambda st, perm, x, y, i, sums, bad: self._optimizer_step(st, perm, x, y, self.tx, i, sums, bad), donate_argnums=(0, 5)
+            lambda st, perm, x, y, numbers, i, sums, bad: self._optimizer_step(st, perm, x, y, numbers, i, sums, bad), donate_argnums=(0, 6)
         )
         self._summary_jit = jax.jit(self._summary)
 
@@ -73,18 +76,21 @@ class TrainProgram:
         return jax.random.fold_in(jax.random.fold_in(state.key, 2), step)
 
     # -- training ---------------------------------------------------------------------------------
-    def tx_with(self, numbers: dict[str, Any]) -> optax.GradientTransformation:
-        """This program's optimiser with some optimiser numbers replaced (traced values, for
-        training a group of runs that differ only in them under vmap)."""
-        return optim.build(dataclasses.replace(self.cfg.optim, **numbers), self.total_steps)[0]
+    def tx_with(self, optimizer_numbers: dict[str, Any]) -> optax.GradientTransformation:
+        """This program's optimiser with its numbers replaced (traced values: one compilation serves
+        every learning rate, momentum, ...)."""
+        return optim.build(dataclasses.replace(self.cfg.optim, **optimizer_numbers), self.total_steps)[0]
 
-    def _optimizer_step(self, st: TrainState, perm, x_train, y_train, tx, i, sums, first_bad):
-        """One update by `tx` on the batch of step st.step (from the epoch permutation `perm`), with
-        the running sums of the step metrics and the chunk index of the first non-finite loss."""
+    def _optimizer_step(self, st: TrainState, perm, x_train, y_train, numbers, i, sums, first_bad):
+        """One update on the batch of step st.step (from the epoch permutation `perm`) with the run's
+        traced `numbers`, the running sums of the step metrics and the chunk index of the first
+        non-finite loss."""
+        optimizer_numbers, model_numbers = split(numbers)
+        tx = self.tx_with(optimizer_numbers)
         idx = self._batch_slice(perm, st.step)
         grad_fn = jax.value_and_grad(self.model.loss, has_aux=True)
         (loss, (logits, new_stats)), grads = grad_fn(
-            st.params, st.batch_stats, x_train[idx], y_train[idx], bn_mode="batch", rng=self.step_rng(st, st.step)
+            st.params, st.batch_stats, x_train[idx], y_train[idx], bn_mode="batch", rng=self.step_rng(st, st.step), numbers=model_numbers
         )
         updates, opt_state = tx.update(grads, st.opt_state, st.params)
         params = optax.apply_updates(st.params, updates)
@@ -108,23 +114,22 @@ class TrainProgram:
         summary["first_nonfinite"] = first_bad
         return summary
 
-    def chunk(self, state: TrainState, x_train, y_train, num_steps, numbers=None):
+    def chunk(self, state: TrainState, x_train, y_train, num_steps, numbers):
         """`num_steps` (a traced count, so any chunk length shares one compilation) optimiser steps in
-        one `lax.fori_loop`, with this program's optimiser or, given `numbers`, `tx_with(numbers)`.
-        Returns the new state and the chunk's summary (step metrics averaged over the chunk)."""
-        tx = self.tx if numbers is None else self.tx_with(numbers)
+        one `lax.fori_loop`, with the run's traced `numbers` (train.numbers). Returns the new state
+        and the chunk's summary (step metrics averaged over the chunk)."""
 
         def body(i, carry):
             st, perm, sums, first_bad = carry
             perm = jax.lax.cond(st.step % self.steps_per_epoch == 0, lambda: self._permutation(st.key, st.step), lambda: perm)
-            st, sums, first_bad = self._optimizer_step(st, perm, x_train, y_train, tx, i, sums, first_bad)
+            st, sums, first_bad = self._optimizer_step(st, perm, x_train, y_train, numbers, i, sums, first_bad)
             return st, perm, sums, first_bad
 
         carry = (state, self._permutation(state.key, state.step), self._zero_sums(state.params), jnp.int32(-1))
         state, _, sums, first_bad = jax.lax.fori_loop(0, num_steps, body, carry)
         return state, self._summary(state, sums, first_bad, num_steps)
 
-    def _host_loop_chunk(self, state: TrainState, num_steps: int):
+    def _host_loop_chunk(self, state: TrainState, num_steps: int, numbers):
         """The same steps with the loop on the host: one compiled call per step. XLA's CPU backend
         runs convolutions inside a compiled loop several times slower than outside one
         (jax-ml/jax#12868; measured here: 14 vs 107 steps/s for the small CNN), so on a CPU the
@@ -136,7 +141,7 @@ class TrainProgram:
             step = start + i
             if perm is None or step % self.steps_per_epoch == 0:
                 perm = self._permutation_jit(state.key, step)
-            state, sums, first_bad = self._step_jit(state, perm, self.x_train, self.y_train, jnp.int32(i), sums, first_bad)
+            state, sums, first_bad = self._step_jit(state, perm, self.x_train, self.y_train, numbers, jnp.int32(i), sums, first_bad)
         return state, self._summary_jit(state, sums, first_bad, jnp.float32(num_steps))
 
     def compile(self, state: TrainState) -> float:
@@ -147,14 +152,16 @@ class TrainProgram:
         t0 = time.perf_counter()
         if self.host_loop:
             perm = self._permutation_jit(state.key, 0)
-            self._step_jit.lower(state, perm, self.x_train, self.y_train, jnp.int32(0), self._zero_sums(state.params), jnp.int32(-1)).compile()
+            zeros = self._zero_sums(state.params)
+            self._step_jit.lower(state, perm, self.x_train, self.y_train, self.numbers, jnp.int32(0), zeros, jnp.int32(-1)).compile()
             self._compiled_chunk = self._host_loop_chunk
         else:
-            compiled = self._chunk.lower(state, self.x_train, self.y_train, jnp.int32(1)).compile()
-            self._compiled_chunk = lambda st, n: compiled(st, self.x_train, self.y_train, jnp.int32(n))
+            compiled = self._chunk.lower(state, self.x_train, self.y_train, jnp.int32(1), self.numbers).compile()
+            self._compiled_chunk = lambda st, n, numbers: compiled(st, self.x_train, self.y_train, jnp.int32(n), numbers)
         return time.perf_counter() - t0
 
-    def train_chunk(self, state: TrainState, num_steps: int) -> tuple[TrainState, dict[str, Any]]:
-        """`num_steps` steps from `state` (whose buffers are donated); summary means are over the chunk."""
+    def train_chunk(self, state: TrainState, num_steps: int, numbers: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, Any]]:
+        """`num_steps` steps from `state` (whose buffers are donated) with a run's traced numbers
+        (default: this program's config's); summary means are over the chunk."""
         self.compile(state)
-        return self._compiled_chunk(state, num_steps)
+        return self._compiled_chunk(state, num_steps, self.numbers if numbers is None else numbers)

@@ -1,15 +1,13 @@
 """Vectorised groups: runs that differ only in numbers train as one `vmap`ped program.
 
-Seed and init numbers enter through the initial states (stacked along a leading axis); the
-optimiser numbers that differ between the runs are passed to the compiled program as traced values.
+Seed and init numbers enter through the initial states (stacked along a leading axis); the traced
+numbers of each run (train.numbers: learning rate, BN momentum, ...) are stacked the same way.
 The step counter is shared, not batched: the runs advance in lockstep, and an unbatched step keeps
 the epoch's `lax.cond` a real branch instead of computing a permutation per step.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import time
 from typing import Any
 
@@ -17,26 +15,9 @@ import jax
 import jax.numpy as jnp
 
 from ..config.schema import Config
+from .numbers import traced_numbers
 from .program import TrainProgram
 from .state import TrainState
-
-# Config numbers that change neither the program nor the shapes.
-OPTIMIZER_NUMBERS = ("lr", "momentum", "b1", "b2", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "final_lr_fraction", "decay_factor")
-VECTOR_KEYS = ("seed", "model.init_scale", "model.init_std") + tuple(f"optim.{k}" for k in OPTIMIZER_NUMBERS)
-
-
-def shared_program_key(cfg: Config) -> str:
-    """Equal for runs that can share one vmapped program: the config without the numbers in
-    VECTOR_KEYS (except whether an optional one is set, and whether weight decay is on)."""
-    d = dataclasses.asdict(cfg)
-    for key in VECTOR_KEYS:
-        section, _, name = key.rpartition(".")
-        holder = d[section] if section else d
-        value = holder[name]
-        holder[name] = "unset" if value is None else ("zero" if name == "weight_decay" and value == 0 else "number")
-    d.pop("name"), d.pop("sweep")
-    d["train"].pop("checkpoint_every")
-    return json.dumps(d, sort_keys=True)
 
 
 def stack(states: list[TrainState]) -> TrainState:
@@ -52,13 +33,12 @@ def pick(tree: Any, k: int) -> Any:
 
 
 class VectorizedProgram:
-    """Compiled chunks for K runs at once: vmap over stacked states and the optimiser numbers
-    that differ between the runs."""
+    """Compiled chunks for K runs of one structure at once: vmap over stacked states and numbers."""
 
     def __init__(self, program: TrainProgram, cfgs: list[Config]):
-        varying = [k for k in OPTIMIZER_NUMBERS if len({getattr(c.optim, k) for c in cfgs}) > 1]
+        per_run = [traced_numbers(c) for c in cfgs]
         self.program = program
-        self.numbers = {k: jnp.asarray([getattr(c.optim, k) for c in cfgs], jnp.float32) for k in varying}
+        self.numbers = {k: jnp.asarray([n[k] for n in per_run], jnp.float32) for k in per_run[0]}
         axes = TrainState(step=None, params=0, batch_stats=0, opt_state=0, key=0)
         self._fn = jax.jit(jax.vmap(program.chunk, in_axes=(axes, None, None, None, 0), out_axes=(axes, 0)), donate_argnums=0)
         self._compiled = None

@@ -1,0 +1,161 @@
+"""One compilation per network structure: numbers (optimiser, BN momentum and epsilon, dropout
+rate, init) are traced arguments of the compiled training program, and each run's numbers really
+reach it."""
+
+import contextlib
+import logging
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import run_plan
+
+from bnlab.config.load import load, to_object
+from bnlab.data.dataset import load as load_dataset
+from bnlab.train.numbers import as_arrays, structure_key, traced_numbers
+from bnlab.train.program import TrainProgram
+
+TINY = ["model.width=16", "model.depth=2", "train.steps=20", "train.log_every=10", "train.batch_size=32"]
+
+
+@pytest.fixture
+def fresh_programs(monkeypatch):
+    """No programs kept from earlier tests in this process."""
+    from bnlab.runner import loop
+
+    monkeypatch.setattr(loop, "PROGRAMS", loop.ProgramCache())
+
+
+@contextlib.contextmanager
+def compilations(function: str):
+    """Counts compilations of the jitted `function` (JAX logs a persistent-cache hit as one too)."""
+    seen: list[str] = []
+
+    class Handler(logging.Handler):
+        def emit(self, record):
+            message = record.getMessage()
+            if f"Finished XLA compilation of jit({function})" in message:
+                seen.append(message)
+
+    handler = Handler()
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    previous = jax.config.jax_log_compiles
+    jax.config.update("jax_log_compiles", True)
+    try:
+        yield seen
+    finally:
+        jax.config.update("jax_log_compiles", previous)
+        logger.removeHandler(handler)
+
+
+def test_a_sweep_of_numbers_compiles_the_training_program_once(tmp_path, fresh_programs):
+    sweep = [
+        "model.norm=batch",
+        "sweep.grid.optim.lr=[0.02,0.05,0.1]",
+        "sweep.grid.seed=[0,1]",
+        "sweep.zip.model.bn_momentum=[0.9,0.99]",
+        "sweep.zip.model.norm_epsilon=[1e-5,1e-3]",
+        "sweep.zip.model.init_scale=[1.0,2.0]",
+    ]
+    with compilations("chunk") as seen:
+        counts, _ = run_plan(TINY + sweep, tmp_path / "o", workers=1)
+    assert counts == {"done": 12}
+    assert len(seen) == 1, seen
+
+
+def test_a_structure_change_compiles_again(tmp_path, fresh_programs):
+    sweep = ["sweep.grid.model.norm=[none,batch]", "sweep.grid.optim.lr=[0.05,0.1]", "sweep.grid.optim.clipvalue=[null,1.0]"]
+    with compilations("chunk") as seen:
+        counts, _ = run_plan(TINY + sweep, tmp_path / "o", workers=1)
+    assert counts == {"done": 8}
+    assert len(seen) == 4, seen  # norm x (clipping on/off); the learning rates share
+
+
+@pytest.mark.parametrize(
+    "key, a, b",
+    [
+        ("optim.lr", 0.05, 0.2),
+        ("model.bn_momentum", 0.5, 0.99),
+        ("model.norm_epsilon", 1e-5, 1.0),
+        ("model.dropout", 0.1, 0.5),
+        ("optim.global_clipnorm", 0.1, 10.0),
+    ],
+)
+def test_a_run_trained_by_another_configs_program_gets_its_own_numbers(key, a, b):
+    """Program A (built from config A) trained with B's numbers equals program B: the numbers are
+    not baked into the compiled program. (Not equal to A's own training, or the test proves nothing.)"""
+    base = TINY + ["model.norm=batch", "optim.name=momentum", "train.eval_bn_stats=population"]
+    cfg_a, cfg_b = (to_object(load(None, base + [f"{key}={v}"])) for v in (a, b))
+    assert structure_key(cfg_a) == structure_key(cfg_b)
+    dataset = load_dataset(cfg_a.data)
+    prog_a, prog_b = TrainProgram(cfg_a, dataset), TrainProgram(cfg_b, dataset)
+    numbers_b = as_arrays(traced_numbers(cfg_b))
+    own_a, _ = prog_a.train_chunk(prog_a.init(0), 15)
+    a_with_b, _ = prog_a.train_chunk(prog_a.init(0), 15, numbers_b)
+    own_b, _ = prog_b.train_chunk(prog_b.init(0), 15)
+    leaves = lambda s: np.concatenate([np.ravel(x) for x in jax.tree.leaves((s.params, s.batch_stats))])  # noqa: E731
+    np.testing.assert_allclose(leaves(a_with_b), leaves(own_b), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(leaves(own_a), leaves(own_b), rtol=1e-3, atol=1e-4)
+
+
+def test_evaluation_takes_the_runs_epsilon():
+    from bnlab.train.evaluation import Evaluator
+
+    base = TINY + ["model.norm=batch"]
+    cfg_a, cfg_b = (to_object(load(None, base + [f"model.norm_epsilon={v}"])) for v in (1e-5, 1.0))
+    dataset = load_dataset(cfg_a.data)
+    prog_a, prog_b = TrainProgram(cfg_a, dataset), TrainProgram(cfg_b, dataset)
+    state, _ = prog_b.train_chunk(prog_b.init(0), 10)
+    ev_a = Evaluator(prog_a.model, cfg_a, dataset, prog_a.x_train, prog_a.batch_size)
+    ev_b = Evaluator(prog_b.model, cfg_b, dataset, prog_b.x_train, prog_b.batch_size)
+    numbers_b = as_arrays(traced_numbers(cfg_b))
+    for stats in ("running", "population"):
+        got, want = ev_a.metrics(state, stats, numbers_b), ev_b.metrics(state, stats)
+        assert got["test_loss"] == pytest.approx(want["test_loss"], rel=1e-5)
+        assert ev_a.metrics(state, stats)["test_loss"] != pytest.approx(want["test_loss"], rel=1e-3)
+
+
+def test_dropout_matches_flax_dropout():
+    """The hidden layer's dropout (its rate may be traced) drops exactly what nnx.Dropout drops."""
+    from flax import nnx
+
+    from bnlab.nn.models import build
+
+    cfg = to_object(load(None, TINY + ["model.dropout=0.3", "model.norm=none"]))
+    layer = build(cfg.model, (8, 8, 1), 10, seed=0).hidden[0]
+    x = jax.random.normal(jax.random.PRNGKey(1), (32, 64))
+    key = jax.random.PRNGKey(3)
+    out, pre = layer(x, train=True, rng=key)
+    want = nnx.Dropout(0.3)(layer.act(pre), deterministic=False, rngs=jax.random.split(key)[1])
+    assert 0 < float(jnp.mean(out == 0)) < 1
+    np.testing.assert_allclose(out, want, rtol=1e-6)
+
+
+def test_workers_get_one_run_per_structure_until_it_has_compiled(tmp_path):
+    """Local workers never compile one program twice at once: the rest of a structure is queued
+    only after its first run reports its programs compiled (a crash or the run's end counts too)."""
+    import queue
+
+    from bnlab.runner.plan import plan
+    from bnlab.runner.workers import _Dispatch
+
+    p = plan(None, TINY + ["sweep.grid.model.norm=[none,batch]", "sweep.grid.optim.lr=[0.05,0.1,0.2]"], tmp_path / "o")
+    jobs: queue.Queue = queue.Queue()
+    dispatch = _Dispatch(p, [s.run_id for s in p.runs], jobs, workers=2)
+
+    def drain():
+        out = []
+        while not jobs.empty():
+            out.append(jobs.get())
+        return out
+
+    first = drain()
+    assert first == ["norm-none_lr-0.05", "norm-batch_lr-0.05"]
+    dispatch.compiled("norm-batch_lr-0.05")
+    assert drain() == ["norm-batch_lr-0.1", "norm-batch_lr-0.2"]
+    dispatch.compiled("norm-batch_lr-0.1")  # already released: nothing more
+    assert drain() == []
+    dispatch.compiled("norm-none_lr-0.05")
+    assert drain() == ["norm-none_lr-0.1", "norm-none_lr-0.2", None, None]  # then the workers stop
