@@ -43,7 +43,8 @@ def run(code: Path, config: Path, out: Path) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "BNLAB_JAX_CACHE": cache, "JAX_LOG_COMPILES": "1", "PYTHONPATH": str(code)}
         t = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "bnlab", "run", str(config), "--out", str(out), "--quiet"], cwd=code, env=env, capture_output=True, text=True)
+        command = [sys.executable, "-m", "bnlab", "run", str(config), "--out", str(out), "--quiet"]
+        proc = subprocess.run(command, cwd=code, env=env, capture_output=True, text=True)
         seconds = time.perf_counter() - t
     if proc.returncode != 0:
         raise SystemExit(f"{code}: bnlab run failed:\n{proc.stderr[-3000:]}")
