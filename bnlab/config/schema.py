@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | idx:<folder> | tfds:<name> | synthetic
+    name: str = "digits"  # digits | mnist1d | idx:<folder> | tfds:<name> | synthetic | linear_regression
     data_dir: Optional[str] = None  # TFDS data_dir (None: TFDS's default, ~/tensorflow_datasets)
     val_fraction: float = 0.1  # of the training data, when the dataset has no validation split
     test_fraction: float = 0.2  # of all data, when the dataset has no test split
@@ -27,6 +27,7 @@ class DataConfig:
     synthetic_shape: List[int] = field(default_factory=lambda: [8, 8, 1])  # H, W, C
     synthetic_classes: int = 10
     regression_outputs: int = 10  # `linear_regression` only: dimension of the target A x
+    mnist1d_samples: int = 5000  # `mnist1d` only: examples generated (80% train, 20% test: 4,000/1,000 by default)
 
 
 @dataclass

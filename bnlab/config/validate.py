@@ -58,6 +58,7 @@ def validate(cfg: Config) -> None:
     )
     check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
     check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
+    check(d.mnist1d_samples >= 10, f"data.mnist1d_samples: must be >= 10 (one per class), got {d.mnist1d_samples}")
     check(
         d.name != "linear_regression" or d.standardize == "none",
         "data.standardize: linear_regression's target is A x of the very x the model sees (Santurkar et al. App. A.1); "

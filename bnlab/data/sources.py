@@ -90,6 +90,27 @@ def load_linear_regression(arg: str, cfg: DataConfig) -> Source:
     return Source(train=(x.reshape((-1,) + shape).astype(np.float32), (x @ A.T).astype(np.float32)))
 
 
+@DATASETS.register("mnist1d")
+def load_mnist1d(arg: str, cfg: DataConfig) -> Source:
+    """MNIST-1D (Greydanus & Kobak 2024): 40-sample 1-D signals of the ten digits, made by the `mnist1d` package's own generator (no download), 4,000/1,000 train/test by default."""
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset
+    except ImportError:
+        raise ConfigError("data.name: mnist1d needs the mnist1d package; pip install 'bnlab[claims]'") from None
+    args = get_dataset_args()
+    args.num_samples = cfg.mnist1d_samples
+    state = np.random.get_state()  # the generator seeds NumPy's global state (args.seed = 42)
+    try:
+        d = make_dataset(args)
+    finally:
+        np.random.set_state(state)
+
+    def signals(x: np.ndarray) -> np.ndarray:  # (N, 40) -> (N, 40, 1, 1): length as height
+        return x.astype(np.float32)[:, :, None, None]
+
+    return Source(train=(signals(d["x"]), d["y"].astype(np.int32)), test=(signals(d["x_test"]), d["y_test"].astype(np.int32)))
+
+
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 
