@@ -1,4 +1,4 @@
-"""`bnlab` command line: run, plot, list. Heavy imports happen inside the commands."""
+"""`bnlab` command line: run, plot, list, reproduce, report. Heavy imports happen inside the commands."""
 
 from __future__ import annotations
 
@@ -81,6 +81,48 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claims_paths(args: argparse.Namespace, scale: str) -> tuple[Path, Path]:
+    out = Path(args.out) if args.out else Path("results") / ("claims" if scale == "quick" else "paper/claims")
+    return out, Path(args.report) if args.report else out.parent / "REPORT.md"
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from experiments import load_claims
+    from experiments.reproduce import reproduce
+
+    scale = "quick" if args.quick else args.scale
+    if args.only:  # `--only a b key=value`: the overrides end up in --only's list
+        args.overrides = list(args.overrides) + [n for n in args.only if "=" in n]
+        args.only = [n for n in args.only if "=" not in n]
+    claims = load_claims(args.only)
+    out, report = _claims_paths(args, scale)
+    reproduce(claims, scale, args.seeds, out, report, progress=not args.quiet, overrides=args.overrides)
+    print(report)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from experiments.reproduce import write_report
+
+    from .errors import ConfigError
+
+    out = Path(args.dir)
+    if not out.is_dir():
+        raise ConfigError(f"report: {out} is not a folder of claims' results (written by bnlab reproduce)")
+    print(write_report(out, Path(args.report) if args.report else out.parent / "REPORT.md"))
+    return 0
+
+
+def _seeds(value: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"expected distinct non-negative integers separated by commas, e.g. 0,1,2; got {value!r}")
+    return seeds
+
+
 def _workers(value: str) -> str:
     if value != "auto" and not (value.isdigit() and int(value) >= 1):
         raise argparse.ArgumentTypeError(f"expected a positive count or 'auto', got {value!r}")
@@ -89,7 +131,7 @@ def _workers(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnlab", description="Test the claims about Batch Normalization with real training runs.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,list}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,list,reproduce,report}")
 
     run = sub.add_parser("run", help="train a config (and its sweep)", description=RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("config", help="YAML config file, e.g. configs/quickstart.yaml")
@@ -131,6 +173,29 @@ def build_parser() -> argparse.ArgumentParser:
         description="List every registered choice with a one-line description.",
     )
     lst.set_defaults(func=_cmd_list)
+
+    rep = sub.add_parser(
+        "reproduce",
+        help="run the claims' experiments and write the report",
+        description="Run each claim's sweep (configs/claims/<name>.<scale>.yaml; finished runs are kept, never redone), "
+        "then write REPORT.md with every claim's statistic, interval, verdict and figure.",
+    )
+    rep.add_argument("--scale", default="quick", choices=["quick", "paper"], help="quick: CPU-sized (default); paper: the papers' lengths, for a GPU")
+    rep.add_argument("--quick", action="store_true", help="the same as --scale quick")
+    rep.add_argument("--only", nargs="+", metavar="NAME", help="these claims only (see experiments/__init__.py)")
+    rep.add_argument("--seeds", type=_seeds, metavar="0,1,2", help="run on these seeds instead of the config's (a folder of their own)")
+    rep.add_argument("--out", help="claims' results folder (default results/claims, or results/paper/claims)")
+    rep.add_argument("--report", help="report file (default: REPORT.md beside the results folder)")
+    rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every claim's config, e.g. data.data_dir=/data/tfds")
+    rep.set_defaults(func=_cmd_reproduce)
+
+    rpt = sub.add_parser(
+        "report", help="rebuild REPORT.md and the claims' figures from saved results", description="Reads saved results only; never trains."
+    )
+    rpt.add_argument("dir", nargs="?", default="results/claims", help="claims' results folder (default results/claims)")
+    rpt.add_argument("--report", help="report file (default: REPORT.md beside DIR)")
+    rpt.set_defaults(func=_cmd_report)
     return parser
 
 
@@ -139,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     # overrides may come after options (`bnlab run c.yaml --out d optim.lr=1`): collect the leftovers
     args, extra = parser.parse_known_args(argv)
     if extra:
-        if args.command != "run" or any(e.startswith("-") or "=" not in e for e in extra):
+        if args.command not in ("run", "reproduce") or any(e.startswith("-") or "=" not in e for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = list(args.overrides) + extra
     from .errors import ConfigError

@@ -1,7 +1,7 @@
 """The claims about Batch Normalization, one module per claim, in report order.
 
-    bnlab reproduce [--scale quick|paper] [--only NAME ...] [--seeds 0,1,2] [--out results/claims]
-    bnlab report [results/claims]
+bnlab reproduce [--scale quick|paper] [--only NAME ...] [--seeds 0,1,2] [--out results/claims]
+bnlab report [results/claims]
 """
 
 CLAIM_MODULES = (

@@ -40,7 +40,7 @@ class Claim:
     rule: str  # the verdict rule, in words
     analyse: Callable[[Any, dict], Finding]  # (bnlab.Results, measurements) -> Finding
     figure: Callable[[Any, dict, Path], None]  # (bnlab.Results, measurements, png path)
-    measure: Callable[[str, list[int]], dict] | None = None  # (scale, seeds) -> JSON-able measurements
+    measure: Callable[[Any, list[int]], dict] | None = None  # (the claim's Config, seeds) -> JSON-able measurements
     workers: int | None = None  # None: bnlab's default; 1 where timings must come from one process
     differs: str = ""  # where our setup differs from the paper's, and what that may change
 

@@ -25,14 +25,16 @@ def seed_folder(out: Path, claim: Claim, seeds: list[int] | None, default_seeds:
     return out / f"{claim.name}.seeds-{'-'.join(str(s) for s in seeds)}"
 
 
-def run_claim(claim: Claim, scale: str, seeds: list[int] | None, out: Path, progress: bool = True) -> Path:
-    """Run one claim's sweep (and its measurements) into its folder; returns the folder."""
+def run_claim(claim: Claim, scale: str, seeds: list[int] | None, out: Path, progress: bool = True, overrides: list[str] = ()) -> Path:
+    """Run one claim's sweep (and its measurements) into its folder; returns the folder. `overrides`
+    apply to the claim's config (e.g. data.data_dir for TFDS, or a tiny scale in tests)."""
     import bnlab
 
     config = claim.config(scale)
-    default_seeds = list(bnlab.load_config(config).sweep.grid.get("seed", [0]))
+    cfg = bnlab.load_config(config, overrides)
+    default_seeds = list(cfg.sweep.grid.get("seed", [0]))
     folder = seed_folder(out, claim, seeds, default_seeds)
-    overrides = [f"sweep.grid.seed=[{','.join(str(s) for s in seeds)}]"] if seeds is not None else []
+    overrides = list(overrides) + ([f"sweep.grid.seed=[{','.join(str(s) for s in seeds)}]"] if seeds is not None else [])
     used_seeds = list(seeds) if seeds is not None else default_seeds
     bnlab.run(config, overrides, out=folder, workers=claim.workers, progress=progress)
     record = {"claim": claim.name, "scale": scale, "seeds": used_seeds, "config": str(config.relative_to(ROOT))}
@@ -41,12 +43,14 @@ def run_claim(claim: Claim, scale: str, seeds: list[int] | None, out: Path, prog
     measurements = folder / "measurements.json"
     if claim.measure is not None and not measurements.exists():
         tmp = measurements.with_suffix(".tmp")
-        tmp.write_text(json.dumps(claim.measure(scale, used_seeds), indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(claim.measure(cfg, used_seeds), indent=1, sort_keys=True) + "\n")
         tmp.replace(measurements)
     return folder
 
 
-def reproduce(claims: list[Claim], scale: str, seeds: list[int] | None, out: Path, report: Path, progress: bool = True) -> int:
+def reproduce(
+    claims: list[Claim], scale: str, seeds: list[int] | None, out: Path, report: Path, progress: bool = True, overrides: list[str] = ()
+) -> int:
     """Run the claims, then write the report over everything in `out`. A claim whose config cannot
     run here (its data missing) is recorded as skipped, and the others go on."""
     if scale not in SCALES:
@@ -54,7 +58,7 @@ def reproduce(claims: list[Claim], scale: str, seeds: list[int] | None, out: Pat
     for claim in claims:
         print(f"== {claim.name} ({scale})", file=sys.stderr)
         try:
-            run_claim(claim, scale, seeds, out, progress)
+            run_claim(claim, scale, seeds, out, progress, overrides)
         except ConfigError as err:
             folder = out / claim.name
             folder.mkdir(parents=True, exist_ok=True)

@@ -115,3 +115,35 @@ def test_folding_refuses_other_norms():
     cfg, t, state, _ = trained(norm="layer")
     with pytest.raises(ConfigError, match="folded"):
         fold(cfg.model, state.params, state.batch_stats)
+
+
+def test_both_statistics_are_recorded_side_by_side(tmp_path, tiny_overrides):
+    """eval_bn_stats=both: the running-average metrics as usual, the population ones beside them,
+    each equal to what a run with that setting alone records."""
+    rows = {}
+    for stats in ("running", "population", "both"):
+        _, out = run_plan(tiny_overrides + [f"train.eval_bn_stats={stats}"], tmp_path / stats)
+        rows[stats] = RunDir(out / "runs" / "run").metrics()[-1]
+    both = rows["both"]
+    assert both["eval_bn_stats"] == "both"
+    assert both["test_acc"] == pytest.approx(rows["running"]["test_acc"]) and both["test_loss"] == pytest.approx(rows["running"]["test_loss"])
+    assert both["population/test_loss"] == pytest.approx(rows["population"]["test_loss"], rel=1e-6)
+    assert both["population/test_loss"] != pytest.approx(both["test_loss"], rel=1e-4)
+
+
+def test_eval_train_measures_the_training_split_in_evaluation_mode(tmp_path, tiny_overrides):
+    """train.eval_train adds train_eval_loss/acc: the whole training split through the
+    evaluation-mode net (running statistics), computed here directly."""
+    import dataclasses
+
+    from bnlab.train.state import per_example
+
+    cfg, t, state, _ = trained()
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_train=True, eval_batch_size=128))
+    row = Evaluator(t.model, cfg, t.dataset, t.x_train, t.batch_size).metrics(state, "running")
+    logits = t.model.apply(state.params, state.batch_stats, jnp.asarray(t.dataset.x_train), train=False).logits
+    losses, correct = per_example(logits, jnp.asarray(t.dataset.y_train), "classification")
+    assert row["train_eval_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
+    assert row["train_eval_acc"] == pytest.approx(float(correct.mean()), abs=1e-6)
+    _, out = run_plan(tiny_overrides + ["train.eval_train=true"], tmp_path / "o")
+    assert all("train_eval_acc" in r for r in RunDir(out / "runs" / "run").metrics() if "test_acc" in r)

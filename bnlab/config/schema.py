@@ -85,7 +85,9 @@ class TrainConfig:
     epochs: Optional[float] = None
     log_every: int = 100  # steps per compiled chunk; metrics and evaluation after each
     eval_batch_size: int = 1000
-    eval_bn_stats: str = "running"  # BN statistics for evaluation: running averages | population (Ioffe Alg. 2)
+    # BN statistics for evaluation: running averages | population (Ioffe Alg. 2) | both (population ones as population/<metric>)
+    eval_bn_stats: str = "running"
+    eval_train: bool = False  # also evaluate on the training split in evaluation mode (train_eval_loss/acc: the train-test gap)
     checkpoint_every: int = 0  # steps between orbax checkpoints (a multiple of log_every); 0: off
 
 

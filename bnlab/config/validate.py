@@ -139,7 +139,9 @@ def validate(cfg: Config) -> None:
     check(t.epochs is None or t.epochs > 0, f"train.epochs: must be > 0, got {t.epochs}")
     check(t.log_every >= 1, f"train.log_every: must be >= 1, got {t.log_every}")
     check(t.eval_batch_size >= 1, f"train.eval_batch_size: must be >= 1, got {t.eval_batch_size}")
-    check(t.eval_bn_stats in ("running", "population"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population")
+    check(
+        t.eval_bn_stats in ("running", "population", "both"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population, both"
+    )
     if t.eval_bn_stats == "population" and m.norm in NORMS and not recurrent:
         norm = NORMS.get(m.norm)
         check(

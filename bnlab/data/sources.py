@@ -92,7 +92,8 @@ def load_linear_regression(arg: str, cfg: DataConfig) -> Source:
 
 @DATASETS.register("mnist1d")
 def load_mnist1d(arg: str, cfg: DataConfig) -> Source:
-    """MNIST-1D (Greydanus & Kobak 2024): 40-sample 1-D signals of the ten digits, made by the `mnist1d` package's own generator (no download), 4,000/1,000 train/test by default."""
+    """MNIST-1D (Greydanus & Kobak 2024): 1-D signals of the ten digits, 40 samples long, from the
+    `mnist1d` package's own generator (no download); 4,000/1,000 train/test by default."""
     try:
         from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:

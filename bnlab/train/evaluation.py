@@ -15,6 +15,7 @@ from flax import nnx
 from ..config.schema import Config
 from ..data.dataset import Dataset
 from ..nn.models import RECURRENT
+from ..nn.norms import NORMS
 from ..nn.recurrent import SharedOverTime
 from . import numbers as traced
 from .model_fns import ModelFunctions
@@ -45,7 +46,7 @@ class Evaluator:
         self.x_train, self.train_batch_size = x_train, train_batch_size
         # a copy of the network whose BN momentum is 0 keeps the statistics of the batch it just saw;
         # BN shared over the time steps of a recurrent net also reports every step's statistics
-        copy = model.build(dataclasses.replace(cfg.model, bn_momentum=0.0), seed=0)
+        copy = model.abstract(dataclasses.replace(cfg.model, bn_momentum=0.0))
         for _, module in nnx.iter_modules(copy):
             if isinstance(module, SharedOverTime) and isinstance(module.norm, nnx.BatchNorm):
                 module.collect_batch_stats = True
@@ -128,12 +129,23 @@ class Evaluator:
 
     def metrics(self, state: TrainState, bn_stats: str, numbers=None) -> dict[str, Any]:
         """Validation and test metrics with running or population BN statistics; BN nets record which.
+        `both`: running averages as usual and population statistics as population/<metric> (norms
+        with mean/variance statistics only; others record the running-average metrics alone).
         `numbers`: the run's traced numbers (default: this evaluator's config's)."""
+        if bn_stats == "both":
+            row = self.metrics(state, "running", numbers)
+            if self.model.has_batch_stats and (self._recurrent or NORMS.get(self.cfg.model.norm).population):
+                row.update({f"population/{k}": v for k, v in self.metrics(state, "population", numbers).items() if k != "eval_bn_stats"})
+                row["eval_bn_stats"] = "both"
+            return row
         ds = self.dataset
         if self.model.has_batch_stats and bn_stats == "population":
             state = state._replace(batch_stats=self.population_stats(state, numbers))
         row: dict[str, Any] = {}
-        for split, x, y in (("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
+        splits = [("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)]
+        if self.cfg.train.eval_train:
+            splits.append(("train_eval", ds.x_train, ds.y_train))
+        for split, x, y in splits:
             loss, acc = self.evaluate(state, x, y, numbers)
             row[f"{split}_loss"] = loss
             if self.model.task == "classification":

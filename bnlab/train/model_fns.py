@@ -7,6 +7,8 @@ back inside the caller's trace, so the compiled programs see plain pytrees only.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from typing import Any
 
 import jax
@@ -23,12 +25,18 @@ class ModelFunctions:
 
     def __init__(self, model_cfg: ModelConfig, image_shape: tuple[int, ...], num_classes: int, task: str):
         self.model_cfg, self.image_shape, self.num_classes, self.task = model_cfg, tuple(image_shape), num_classes, task
-        self.graphdef, self._param_template, self._stats_template = nnx.split(self.build(model_cfg, seed=0), nnx.Param, nnx.BatchStat)
+        # shapes only (nnx.eval_shape): building the module eagerly would compile every initialiser op
+        self.graphdef, self._param_template, self._stats_template = nnx.split(self.abstract(model_cfg), nnx.Param, nnx.BatchStat)
+        self._init_fns: dict[str, Any] = {}
         self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
         self.num_hidden = len(nnx.to_pure_dict(self._param_template)["hidden"])
 
     def build(self, model_cfg: ModelConfig, seed: int) -> nnx.Module:
         return build(model_cfg, self.image_shape, self.num_classes, seed=seed)
+
+    def abstract(self, model_cfg: ModelConfig) -> nnx.Module:
+        """The module with shapes in place of arrays (for graph definitions and templates)."""
+        return nnx.eval_shape(lambda: self.build(model_cfg, seed=0))
 
     def merge(self, params: Any, batch_stats: Any, graphdef=None) -> nnx.Module:
         p = jax.tree.map(lambda v: v, self._param_template)
@@ -56,6 +64,16 @@ class ModelFunctions:
         return per_example(out.logits, y, self.task)[0].mean(), (out.logits, out.batch_stats)
 
     def init_variables(self, seed: int, model_cfg: ModelConfig | None = None) -> tuple[Any, Any]:
-        """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in init numbers only."""
-        _, params, stats = nnx.split(self.build(model_cfg or self.model_cfg, seed), nnx.Param, nnx.BatchStat)
-        return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+        """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in init
+        numbers only. One compiled program per init config (the seed is traced), instead of one
+        compilation per initialiser op and shape, which dominated sweeps over many structures."""
+        cfg = model_cfg or self.model_cfg
+        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
+        if key not in self._init_fns:
+
+            def init(seed):
+                _, params, stats = nnx.split(self.build(cfg, jax.random.key(seed)), nnx.Param, nnx.BatchStat)  # as nnx.Rngs(params=seed)
+                return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
+
+            self._init_fns[key] = jax.jit(init)
+        return self._init_fns[key](seed)
