@@ -28,6 +28,10 @@ class Finding:
     verdict: str  # stats.SUPPORTED | NOT_SUPPORTED | INCONCLUSIVE
     reason: str  # one or two sentences
     details: list[str] = field(default_factory=list)  # extra report lines (a small table, sub-statistics)
+    signed: bool = True  # False for a ratio
+
+    def value_text(self) -> str:
+        return self.value.format(signed=self.signed)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def analyse(results, measurements) -> Finding:
     reason = (
         f"final test accuracy BN {acc['batch'].mean():.1%} vs none {acc['none'].mean():.1%} ({accuracy_verdict}); "
         f"percentile drift of the last hidden layer's inputs BN {drifts['batch'].mean():.2f} vs none {drifts['none'].mean():.2f} "
-        f"final 15-85 spreads ({stability_verdict})."
+        f"(in final 15-85 spreads; {stability_verdict})."
     )
     details = [f"none - BN drift (final 15-85 spreads): {calmer.format(2)}", f"test accuracy BN - none: {_points(gain).format(2, unit=' pt')}"]
     return Finding("BN - none, final test accuracy (points)", _points(gain), verdict, reason, details)

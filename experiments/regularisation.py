@@ -88,5 +88,6 @@ CLAIM = Claim(
     analyse=analyse,
     figure=figure,
     differs="The paper reports that BN Inception needs less dropout on ImageNet; we measure the gap directly on a small task where "
-    "a 3x256 MLP can memorise its training set.",
+    "a 3x256 MLP can memorise its training set. Every arm reaches ~100% training accuracy, so the gap is 100% minus the test accuracy "
+    "and BN's 2-3 point effect sits within the seed-to-seed spread of three seeds; dropout shrinks the gap more than BN does here.",
 )

@@ -58,7 +58,7 @@ def render_report(claims: list[Claim], out: Path, base: Path) -> str:
         figure = _link(folders[0] / "figure.png", base)
         rows.append(
             f"| {number} | [{claim.title}](#{_anchor(number, claim)}) | {claim.source} | **{verdict}** | "
-            f"{first.statistic}: {first.value.format()} | [figure]({figure}) |"
+            f"{first.statistic}: {first.value_text()} | [figure]({figure}) |"
         )
         text = [head]
         seeds = ", ".join(str(s) for s in first_record["seeds"])
@@ -67,11 +67,11 @@ def render_report(claims: list[Claim], out: Path, base: Path) -> str:
         text.append(f"**Verdict rule** (fixed before the runs): {claim.rule}\n")
         for (record, finding), folder in zip(analysed, folders):
             label = f"seeds {', '.join(str(s) for s in record['seeds'])}"
-            text.append(f"**Statistic** ({label}, `{_link(folder, base)}`): {finding.statistic} = {finding.value.format()} → {finding.verdict}\n")
+            text.append(f"**Statistic** ({label}, `{_link(folder, base)}`): {finding.statistic} = {finding.value_text()} → {finding.verdict}\n")
             text.extend(f"- {line}" for line in finding.details)
             if finding.details:
                 text.append("")
-        text.append(f"**Verdict: {verdict}.** {reason}\n")
+        text.append(f"**Verdict: {verdict}.** {reason[:1].upper() + reason[1:]}\n")
         if claim.differs:
             text.append(f"**Where this differs from the paper**: {claim.differs}\n")
         sections.append("\n".join(text))

@@ -24,11 +24,13 @@ class Interval:
     high: float
     n: int
 
-    def format(self, digits: int = 2, scale: float = 1.0, unit: str = "") -> str:
+    def format(self, digits: int = 2, scale: float = 1.0, unit: str = "", signed: bool = True) -> str:
+        """'+1.23 [+0.50, +1.96] (n=3)'; signed=False for ratios."""
         e, lo, hi = (v * scale for v in (self.estimate, self.low, self.high))
+        f = f"{'+' if signed else ''}.{digits}f"
         if math.isnan(lo):
-            return f"{e:+.{digits}f}{unit} (n={self.n}, no interval)"
-        return f"{e:+.{digits}f}{unit} [{lo:+.{digits}f}, {hi:+.{digits}f}] (n={self.n})"
+            return f"{e:{f}}{unit} (n={self.n}, no interval)"
+        return f"{e:{f}}{unit} [{lo:{f}}, {hi:{f}}] (n={self.n})"
 
 
 def t_interval(values, level: float = 0.95) -> Interval:

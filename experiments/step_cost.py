@@ -76,7 +76,7 @@ def analyse(results, measurements) -> Finding:
         f"a BN step takes {np.exp(step_ratio.estimate):.2f}x a plain one; "
         f"BN reaches {goal:.0%} test accuracy in {ratio.estimate:.2f}x none's training time."
     )
-    return Finding(f"BN / none, training seconds to {goal:.0%} test accuracy (ratio)", ratio, verdict, reason, details)
+    return Finding(f"BN / none, training seconds to {goal:.0%} test accuracy (ratio)", ratio, verdict, reason, details, signed=False)
 
 
 def measure(base, seeds: list[int]) -> dict:

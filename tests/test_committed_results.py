@@ -60,3 +60,20 @@ def test_learning_curves_draw_no_validation_panels_without_a_validation_split(tm
 
     _, out = run_plan(["model.width=8", "model.depth=1", "train.steps=10", "train.log_every=5", "data.val_fraction=0"], tmp_path / "o")
     assert [m for m, _ in learning_curve_panels(group_runs(load_runs(out), []))] == ["train_loss", "test_acc"]
+
+
+def test_the_committed_report_is_rebuilt_byte_for_byte_from_the_committed_claims(tmp_path):
+    """results/REPORT.md is what `bnlab report results/claims` writes from the committed runs, and
+    every claim's figure comes out again."""
+    import matplotlib.image
+
+    from experiments.reproduce import write_report
+
+    claims = ROOT / "results" / "claims"
+    copy = tmp_path / "results" / "claims"
+    shutil.copytree(claims, copy, ignore=shutil.ignore_patterns("figure.png"))
+    report = write_report(copy, tmp_path / "results" / "REPORT.md")
+    assert report.read_bytes() == (ROOT / "results" / "REPORT.md").read_bytes()
+    for figure in sorted(claims.glob("*/figure.png")):
+        old, new = matplotlib.image.imread(figure), matplotlib.image.imread(copy / figure.parent.name / "figure.png")
+        assert old.shape == new.shape and np.mean(np.abs(old - new)) < 0.02, figure

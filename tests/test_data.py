@@ -183,3 +183,25 @@ def test_tfds_without_the_extra_names_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # as if `pip install bnlab` without [tfds]
     with pytest.raises(ConfigError, match=r"pip install 'bnlab\[tfds\]'"):
         load(DataConfig(name="tfds:mnist", data_dir="/nonexistent"))
+
+
+def test_mnist1d_from_its_own_generator():
+    """MNIST-1D: 40-sample signals, the standard 4,000/1,000 split (validation from the training
+    part), the same data every time, and NumPy's global random state left alone."""
+    pytest.importorskip("mnist1d")
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    ds = load(DataConfig(name="mnist1d", standardize="none", val_fraction=0.1))
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert ds.image_shape == (40, 1, 1) and ds.num_classes == 10
+    assert ds.sizes() == {"train": 3600, "val": 400, "test": 1000}
+    again = load(DataConfig(name="mnist1d", standardize="none", val_fraction=0.1))
+    assert np.array_equal(ds.x_test, again.x_test) and set(np.unique(ds.y_train)) == set(range(10))
+    small = load(DataConfig(name="mnist1d", mnist1d_samples=500, val_fraction=0.0))
+    assert small.sizes() == {"train": 400, "val": 0, "test": 100}
+
+
+def test_mnist1d_without_the_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mnist1d.data", None)
+    with pytest.raises(ConfigError, match=r"pip install 'bnlab\[claims\]'"):
+        load(DataConfig(name="mnist1d"))
