@@ -12,6 +12,12 @@ CLAIM_MODULES = (
     "batch_size",
     "regularisation",
     "step_cost",
+    "inference_stats",
+    "ics",
+    "landscape",
+    "curvature",
+    "init_drift",
+    "whitening",
 )
 
 

@@ -36,6 +36,11 @@ def combined(findings: list[Finding]) -> tuple[str, str]:
     return INCONCLUSIVE, "the verdict differs between seed sets (" + "; ".join(f.verdict for f in findings) + "), so it hangs on the seeds"
 
 
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a '|' would end the cell."""
+    return text.replace("|", "\\|")
+
+
 def _link(path: Path, base: Path) -> str:
     return Path(os.path.relpath(path, base)).as_posix()
 
@@ -58,7 +63,7 @@ def render_report(claims: list[Claim], out: Path, base: Path) -> str:
         figure = _link(folders[0] / "figure.png", base)
         rows.append(
             f"| {number} | [{claim.title}](#{_anchor(number, claim)}) | {claim.source} | **{verdict}** | "
-            f"{first.statistic}: {first.value_text()} | [figure]({figure}) |"
+            f"{_cell(first.statistic)}: {first.value_text()} | [figure]({figure}) |"
         )
         text = [head]
         seeds = ", ".join(str(s) for s in first_record["seeds"])

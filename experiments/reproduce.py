@@ -25,7 +25,9 @@ def seed_folder(out: Path, claim: Claim, seeds: list[int] | None, default_seeds:
     return out / f"{claim.name}.seeds-{'-'.join(str(s) for s in seeds)}"
 
 
-def run_claim(claim: Claim, scale: str, seeds: list[int] | None, out: Path, progress: bool = True, overrides: list[str] = ()) -> Path:
+def run_claim(
+    claim: Claim, scale: str, seeds: list[int] | None, out: Path, progress: bool = True, overrides: list[str] = (), workers: int | None = None
+) -> Path:
     """Run one claim's sweep (and its measurements) into its folder; returns the folder. `overrides`
     apply to the claim's config (e.g. data.data_dir for TFDS, or a tiny scale in tests)."""
     import bnlab
@@ -36,7 +38,7 @@ def run_claim(claim: Claim, scale: str, seeds: list[int] | None, out: Path, prog
     folder = seed_folder(out, claim, seeds, default_seeds)
     overrides = list(overrides) + ([f"sweep.grid.seed=[{','.join(str(s) for s in seeds)}]"] if seeds is not None else [])
     used_seeds = list(seeds) if seeds is not None else default_seeds
-    bnlab.run(config, overrides, out=folder, workers=claim.workers, progress=progress)
+    bnlab.run(config, overrides, out=folder, workers=claim.workers or workers, progress=progress)
     record = {"claim": claim.name, "scale": scale, "seeds": used_seeds, "config": str(config.relative_to(ROOT))}
     (folder / "claim.json").write_text(json.dumps(record, indent=1) + "\n")
     (folder / "skipped.txt").unlink(missing_ok=True)
@@ -49,7 +51,14 @@ def run_claim(claim: Claim, scale: str, seeds: list[int] | None, out: Path, prog
 
 
 def reproduce(
-    claims: list[Claim], scale: str, seeds: list[int] | None, out: Path, report: Path, progress: bool = True, overrides: list[str] = ()
+    claims: list[Claim],
+    scale: str,
+    seeds: list[int] | None,
+    out: Path,
+    report: Path,
+    progress: bool = True,
+    overrides: list[str] = (),
+    workers: int | None = None,
 ) -> int:
     """Run the claims, then write the report over everything in `out`. A claim whose config cannot
     run here (its data missing) is recorded as skipped, and the others go on."""
@@ -58,7 +67,7 @@ def reproduce(
     for claim in claims:
         print(f"== {claim.name} ({scale})", file=sys.stderr)
         try:
-            run_claim(claim, scale, seeds, out, progress, overrides)
+            run_claim(claim, scale, seeds, out, progress, overrides, workers)
         except ConfigError as err:
             folder = out / claim.name
             folder.mkdir(parents=True, exist_ok=True)

@@ -28,6 +28,8 @@ class Interval:
         """'+1.23 [+0.50, +1.96] (n=3)'; signed=False for ratios."""
         e, lo, hi = (v * scale for v in (self.estimate, self.low, self.high))
         f = f"{'+' if signed else ''}.{digits}f"
+        if self.n == 0:
+            return "not measured (n=0)"
         if math.isnan(lo):
             return f"{e:{f}}{unit} (n={self.n}, no interval)"
         return f"{e:{f}}{unit} [{lo:{f}}, {hi:{f}}] (n={self.n})"

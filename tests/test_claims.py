@@ -33,6 +33,42 @@ TINY = {
     "batch_size": ["train.epochs=0.05", "sweep.grid.train.batch_size=[2,32]", "sweep.grid.model.norm=[batch,group]"],
     "regularisation": ["data.subset=200", "train.epochs=2", "sweep.grid.model.dropout=[0.0,0.3]"],
     "step_cost": ["data.mnist1d_samples=500", "train.steps=30", "train.log_every=10"],
+    "inference_stats": [
+        "data.mnist1d_samples=500",
+        "train.log_every=10",
+        "sweep.grid.train.steps=[20,40]",
+        "sweep.grid.model.bn_momentum=[0.0,0.9,0.99]",
+        "sweep.grid.train.batch_size=[8]",
+    ],
+    "ics": [
+        "data.mnist1d_samples=500",
+        "model.depth=3",
+        "train.steps=20",
+        "train.log_every=10",
+        "diagnostics.ics.schedule.every=10",
+        "diagnostics.activations.schedule.every=10",
+    ],
+    "landscape": ["data.mnist1d_samples=500", "train.steps=20", "train.log_every=10", "diagnostics.landscape.schedule.every=10"],
+    "curvature": [
+        "data.mnist1d_samples=500",
+        "model.width=16",
+        "train.steps=20",
+        "train.log_every=10",
+        "sweep.grid.model.depth=[2,3]",
+        "diagnostics.hessian.schedule.log_spaced=3",
+        "diagnostics.hessian.iterations=5",
+        "diagnostics.hessian.trace_probes=3",
+        "diagnostics.hessian.batch_size=64",
+    ],
+    "init_drift": [
+        "data.mnist1d_samples=500",
+        "model.depth=3",
+        "train.steps=20",
+        "train.log_every=10",
+        "diagnostics.activations.schedule.log_spaced=3",
+        "diagnostics.activations.batch_size=50",
+    ],
+    "whitening": ["data.mnist1d_samples=500", "train.steps=20", "train.log_every=10", "train.batch_size=64", "sweep.grid.model.width=[32,64]"],
 }
 
 
@@ -77,7 +113,7 @@ def test_every_claim_runs_end_to_end_and_the_report_rebuilds_byte_for_byte(tmp_p
         tiny = TINY[claim.name] + ["sweep.grid.seed=[0,1]"]
         if claim.name == "ioffe_fig1" and MNIST_T10K.exists():
             tiny = tiny[1:]  # the real MNIST images where they are
-        reproduce([claim], "quick", None, out, report, progress=False, overrides=tiny)
+        reproduce([claim], "quick", None, out, report, progress=False, overrides=tiny, workers=1)
         assert (out / claim.name / "figure.png").stat().st_size > 10_000, claim.name
     text = report.read_text()
     for claim in load_claims():
@@ -98,8 +134,8 @@ def test_other_seeds_get_their_own_folder_and_both_enter_the_report(tmp_path):
     out, report = tmp_path / "claims", tmp_path / "REPORT.md"
     claim = load_claims(["sigmoid_depth"])
     tiny = TINY["sigmoid_depth"] + ["sweep.grid.model.depth=[10]", "sweep.grid.model.norm=[none,batch]"]
-    reproduce(claim, "quick", [0, 1], out, report, progress=False, overrides=tiny)
-    reproduce(claim, "quick", [2, 3], out, report, progress=False, overrides=tiny)
+    reproduce(claim, "quick", [0, 1], out, report, progress=False, overrides=tiny, workers=1)
+    reproduce(claim, "quick", [2, 3], out, report, progress=False, overrides=tiny, workers=1)
     assert (out / "sigmoid_depth.seeds-0-1" / "claim.json").exists() and (out / "sigmoid_depth.seeds-2-3" / "claim.json").exists()
     text = report.read_text()
     assert "seeds 0, 1" in text and "seeds 2, 3" in text
@@ -128,19 +164,17 @@ def test_reproduce_and_report_refuse_bad_input(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", CLAIM_MODULES)
 def test_paper_scale_configs_are_wired_to_tfds(tmp_path, name):
-    """Every paper-scale config plans (each of its runs validated against the data) and its first run
-    trains, on TFDS mock data of the dataset it names."""
-    import dataclasses
-
+    """Every paper-scale config plans (each of its runs validated against the data) and its first run's
+    network takes training steps, on TFDS mock data of the dataset it names."""
     tfds = pytest.importorskip("tensorflow_datasets")
-    from bnlab.runner.loop import run_one
     from bnlab.runner.plan import plan
-    from bnlab.runner.results import RunDir
+    from bnlab.train.program import TrainProgram
 
     (claim,) = load_claims([name])
     with tfds.testing.mock_data(num_examples=300, data_dir=str(tmp_path / "tfds")):
-        p = plan(claim.config("paper"), [f"data.data_dir={tmp_path / 'tfds'}"], tmp_path / "o")
+        p = plan(claim.config("paper"), [f"data.data_dir={tmp_path / 'tfds'}", "data.subset=null"], tmp_path / "o")  # mock data: 300 examples
         spec = p.runs[0]
-        cfg = dataclasses.replace(spec.config, train=dataclasses.replace(spec.config.train, steps=2, epochs=None, log_every=1))
-        assert run_one(cfg, p.datasets[spec.run_id], RunDir(tmp_path / "o" / "runs" / spec.run_id)) == "done"
-    assert p.runs[0].config.data.name.startswith("tfds:")
+        program = TrainProgram(spec.config, p.datasets[spec.run_id])
+        state, summary = program.train_chunk(program.init(0), 2)
+    assert int(state.step) == 2 and bool(summary["train_loss"] > 0)
+    assert spec.config.data.name.startswith("tfds:")

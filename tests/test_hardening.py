@@ -232,3 +232,17 @@ def test_a_dln_landscape_must_use_santurkars_step_range(tmp_path, capsys):
     assert "1/100 to 30" in capsys.readouterr().err
     ok = dln + ["diagnostics.landscape.eta_multipliers=[0.01,0.1,1,10,30]", "train.steps=5", "train.log_every=5"]
     assert main(["run", "/dev/null", *TINY, *ok, "--out", str(tmp_path / "p"), "--quiet"]) == 0
+
+
+def test_a_folder_recorded_before_a_new_config_key_existed_is_still_the_same_sweep(tmp_path):
+    """sweep.yaml written by an older bnlab lacks keys added since (at their defaults then): a rerun
+    of the same config finds the folder done instead of calling it another config."""
+    import yaml
+
+    out = tmp_path / "o"
+    assert main(["run", "/dev/null", *TINY, "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    recorded = yaml.safe_load((out / "sweep.yaml").read_text())
+    del recorded["train"]["eval_train"], recorded["data"]["mnist1d_samples"]
+    (out / "sweep.yaml").write_text(yaml.safe_dump(recorded, sort_keys=False))
+    assert main(["run", "/dev/null", *TINY, "--out", str(out), "--quiet", "--workers", "1"]) == 0
+    assert main(["run", "/dev/null", *TINY, "train.eval_train=true", "--out", str(out), "--quiet", "--workers", "1"]) == 2

@@ -283,3 +283,10 @@ def test_batch_renorm_formula_and_gradient_treats_r_d_as_constants():
     g_renorm = jax.grad(lambda x: loss(build("batch_renorm", 3, renorm_rmax=1.0, renorm_dmax=0.0), x))(x)
     g_bn = jax.grad(lambda x: loss(build("batch", 3), x))(x)  # rmax=1, dmax=0: r = 1, d = 0 exactly
     np.testing.assert_allclose(g_renorm, g_bn, rtol=1e-3, atol=1e-4)
+
+
+def test_whitening_group_size_zero_whitens_all_features_together():
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.normal(size=(400, 8)) @ rng.normal(size=(8, 8)) + 1.0, jnp.float32)
+    y = np.asarray(build("whiten", 8, whiten_group_size=0, norm_epsilon=1e-6)(x, train=True), np.float64)
+    np.testing.assert_allclose(np.cov(y, rowvar=False, bias=True), np.eye(8), atol=3e-3)  # across the former groups too

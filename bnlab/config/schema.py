@@ -46,7 +46,7 @@ class ModelConfig:
     norm_epsilon: float = 1e-5
     groups: int = 4  # group norm: number of groups
     ghost_batch_size: int = 16  # ghost_batch: examples per virtual batch (must divide train.batch_size)
-    whiten_group_size: int = 16  # whiten: features whitened together (must divide the width)
+    whiten_group_size: int = 16  # whiten: features whitened together (must divide the width; 0: all of them)
     lp_p: float = 2.0  # lp: 1, 2 or inf
     renorm_rmax: float = 3.0  # batch_renorm: r is clipped to [1/rmax, rmax]
     renorm_dmax: float = 5.0  # batch_renorm: d is clipped to [-dmax, dmax]

@@ -101,8 +101,8 @@ def validate(cfg: Config) -> None:
         )
     if m.norm == "whiten":
         check(
-            m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0,
-            f"model.whiten_group_size: must divide model.width ({m.width}), got {m.whiten_group_size}",
+            m.whiten_group_size == 0 or (m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0),
+            f"model.whiten_group_size: must divide model.width ({m.width}), or be 0 (all features), got {m.whiten_group_size}",
         )
     check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
     check(

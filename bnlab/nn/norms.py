@@ -215,7 +215,7 @@ class Whiten(_RunningStats):
 
     def __init__(self, features: int, cfg: ModelConfig):
         super().__init__(features, cfg)
-        self.group = cfg.whiten_group_size
+        self.group = cfg.whiten_group_size or features  # 0: all features together (full ZCA)
         groups = features // self.group
         self.mean = nnx.BatchStat(jnp.zeros((features,), jnp.float32))
         self.cov = nnx.BatchStat(jnp.broadcast_to(jnp.eye(self.group), (groups, self.group, self.group)).astype(jnp.float32))

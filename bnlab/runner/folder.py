@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from ..config.load import flatten
+from ..config.load import flatten, load
 from ..errors import ConfigError
 from .results import RunDir, atomic_write
 
@@ -50,11 +50,22 @@ def _comparable(source: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in flatten(source).items() if k != "name"}
 
 
+def _with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config merged onto today's schema, so that keys added since it was written count
+    at their defaults (as the runs that wrote it had them); as written if it no longer loads."""
+    from omegaconf import OmegaConf
+
+    try:
+        return OmegaConf.to_container(load(recorded))  # type: ignore[return-value]
+    except ConfigError:
+        return recorded
+
+
 def check_same_sweep(out_dir: Path, source: dict[str, Any], run_ids: list[str]) -> None:
     """Refuse a folder that holds results of another config or sweep, naming what differs."""
     recorded = out_dir / SWEEP
     if recorded.exists():
-        old, new = _comparable(yaml.safe_load(recorded.read_text()) or {}), _comparable(source)
+        old, new = _comparable(_with_defaults(yaml.safe_load(recorded.read_text()) or {})), _comparable(source)
         diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
         if diff:
             raise ConfigError(
