@@ -2,6 +2,7 @@
 
 import errno
 import os
+import signal
 import subprocess
 import sys
 import tomllib
@@ -106,8 +107,11 @@ def test_ctrl_c_ends_in_one_line_and_a_rerun_resumes(tmp_path, workers):
     cfg = seed_sweep(tmp_path, seeds=3, steps=300)
     out = tmp_path / "out"
     env = {**os.environ, "BNLAB_DIE_AT": "seed-1:100:INT"}  # Ctrl-C to the process group, as a terminal sends it
+    # SIGINT back to its default in the child: a shell without job control starts background commands
+    # (e.g. `bash .ci/run &`) with SIGINT ignored, and the child would inherit that
     proc = subprocess.run(bnlab_cmd("run", str(cfg), "--out", str(out), "--quiet", "--workers", workers), cwd=ROOT, capture_output=True,
-                          text=True, timeout=300, env=env, start_new_session=True)  # fmt: skip
+                          text=True, timeout=300, env=env, start_new_session=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     assert proc.returncode == 130, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("bnlab: interrupted")
     assert "rerun the same command" in proc.stderr
