@@ -33,7 +33,7 @@ def combined(findings: list[Finding]) -> tuple[str, str]:
     verdicts = {f.verdict for f in findings}
     if len(verdicts) == 1:
         return findings[0].verdict, findings[0].reason
-    return INCONCLUSIVE, "the verdict differs between seed sets (" + "; ".join(f.verdict for f in findings) + "), so it hangs on the seeds"
+    return INCONCLUSIVE, "the verdict differs between seed sets (" + "; ".join(f.verdict for f in findings) + "), so it hangs on the seeds."
 
 
 def _cell(text: str) -> str:
