@@ -48,7 +48,7 @@ def analyse(results, measurements) -> Finding:
         details.append(f"depth {depth}, top eigenvalue at the last measurement: none {np.mean(last['none']):.1f}, BN {np.mean(last['batch']):.1f}")
     head = log_ratio(runs, metrics, deep, "hessian/eig_1")
     verdict = _three(head)
-    ratio = stats.Interval(*(float(np.exp(v)) for v in (head.estimate, head.low, head.high)), head.n)
+    ratio = head.map(np.exp)
     flat = log_ratio(runs, metrics, shallow, "hessian/eig_1")
     reason = (
         f"at depth {deep} BN's top Hessian eigenvalue is {ratio.estimate:.2f}x the plain net's over training ({verdict}); "

@@ -47,12 +47,9 @@ def analyse(results, measurements) -> Finding:
         f"percentile drift of the last hidden layer's inputs BN {drifts['batch'].mean():.2f} vs none {drifts['none'].mean():.2f} "
         f"(in final 15-85 spreads; {stability_verdict})."
     )
-    details = [f"none - BN drift (final 15-85 spreads): {calmer.format(2)}", f"test accuracy BN - none: {_points(gain).format(2, unit=' pt')}"]
-    return Finding("BN - none, final test accuracy (points)", _points(gain), verdict, reason, details)
-
-
-def _points(iv: stats.Interval) -> stats.Interval:
-    return stats.Interval(iv.estimate * 100, iv.low * 100, iv.high * 100, iv.n)
+    points = gain.map(lambda v: 100 * v)
+    details = [f"none - BN drift (final 15-85 spreads): {calmer.format(2)}", f"test accuracy BN - none: {points.format(2, unit=' pt')}"]
+    return Finding("BN - none, final test accuracy (points)", points, verdict, reason, details)
 
 
 def figure(results, measurements, path) -> None:

@@ -57,7 +57,7 @@ def analyse(results, measurements) -> Finding:
     ]
     verdict = stats.all_of(*rule_parts)
     head = dict(parts)[(models[0], "beta")]
-    ratio = stats.Interval(*(float(np.exp(v)) for v in (head.estimate, head.low, head.high)), head.n)
+    ratio = head.map(np.exp)
     reason = (
         "BN / none, mean over training: "
         + "; ".join(

@@ -27,11 +27,7 @@ def analyse(results, measurements) -> Finding:
         cells = [f"{n} {stats.per_seed(runs, 'test_acc', **{'model.norm': n, 'model.depth': d}).mean():.1%}" for n in ("none", "batch", "layer")]
         details.append(f"depth {d}: mean final test accuracy " + ", ".join(cells))
     details.append(f"LayerNorm - none at depth {depth}: {stats.paired(by['none'], by['layer']).format(1, 100, ' pt')}")
-    return Finding(f"BN - none, final test accuracy at depth {depth} (points)", _points(diff), verdict, why + ".", details)
-
-
-def _points(iv: stats.Interval) -> stats.Interval:
-    return stats.Interval(iv.estimate * 100, iv.low * 100, iv.high * 100, iv.n)
+    return Finding(f"BN - none, final test accuracy at depth {depth} (points)", diff.map(lambda v: 100 * v), verdict, why + ".", details)
 
 
 def figure(results, measurements, path) -> None:

@@ -34,6 +34,18 @@ class Interval:
             return f"{e:{f}}{unit} (n={self.n}, no interval)"
         return f"{e:{f}}{unit} [{lo:{f}}, {hi:{f}}] (n={self.n})"
 
+    def map(self, f) -> Interval:
+        """The interval under an increasing function f (points from fractions, ratios from log ratios)."""
+        return Interval(float(f(self.estimate)), float(f(self.low)), float(f(self.high)), self.n)
+
+
+def seconds_per_step(metrics: pd.DataFrame, run_id: str) -> float:
+    """A run's median seconds per training step over its logged chunks; NaN for a run that diverged
+    before its first log row."""
+    rows = metrics[(metrics["run_id"] == run_id) & (metrics["step"] > 0)]
+    rows = rows.dropna(subset=["steps_per_sec"]) if "steps_per_sec" in rows else rows.iloc[:0]
+    return float(np.median(1.0 / rows["steps_per_sec"].to_numpy())) if len(rows) else float("nan")
+
 
 def t_interval(values, level: float = 0.95) -> Interval:
     """Mean and Student-t interval of `values` (NaNs dropped); zero spread gives a zero-width interval."""

@@ -34,16 +34,11 @@ def time_to_target(metrics, run_id: str, goal: float) -> float:
     return float(seconds[hit[0]]) if len(hit) else float("inf")
 
 
-def seconds_per_step(metrics, run_id: str) -> float:
-    rows = metrics[(metrics["run_id"] == run_id) & (metrics["step"] > 0)].dropna(subset=["steps_per_sec"])
-    return float(np.median(1.0 / rows["steps_per_sec"].to_numpy()))
-
-
 def analyse(results, measurements) -> Finding:
     runs, metrics = results.runs, results.metrics
     goal = target(runs)
     per = {
-        n: {int(s): (seconds_per_step(metrics, r), time_to_target(metrics, r, goal)) for s, r in zip(g["config.seed"], g["run_id"])}
+        n: {int(s): (stats.seconds_per_step(metrics, r), time_to_target(metrics, r, goal)) for s, r in zip(g["config.seed"], g["run_id"])}
         for n, g in runs.groupby("config.model.norm")
     }
     seeds = sorted(set(per["none"]) & set(per["batch"]))
@@ -57,7 +52,7 @@ def analyse(results, measurements) -> Finding:
     else:
         sooner = stats.three_way(stats.Interval(-to_target.estimate, -to_target.high, -to_target.low, to_target.n), 0.0, 0.0)
     verdict = stats.all_of(slower_step, sooner)
-    ratio = stats.Interval(*(float(np.exp(v)) for v in (to_target.estimate, to_target.low, to_target.high)), to_target.n)
+    ratio = to_target.map(np.exp)
     step_ratios = [per["batch"][s][0] / per["none"][s][0] for s in seeds]
     details = [
         "median seconds per training step: " + ", ".join(f"{n} {1e3 * np.mean([v[0] for v in per[n].values()]):.2f} ms" for n in per),
@@ -125,8 +120,8 @@ def figure(results, measurements, path) -> None:
         for k, run_id in enumerate(group["run_id"]):
             rows, seconds = training_seconds(metrics, run_id)
             a.plot(seconds, rows["test_acc"], color=color(norm), alpha=0.9, lw=1, label=norm if k == 0 else None)
-        b.bar(norm, 1e3 * np.mean([seconds_per_step(metrics, r) for r in group["run_id"]]), color=color(norm))
-        b.plot([norm] * len(group), [1e3 * seconds_per_step(metrics, r) for r in group["run_id"]], "k.", ms=4)
+        b.bar(norm, 1e3 * np.mean([stats.seconds_per_step(metrics, r) for r in group["run_id"]]), color=color(norm))
+        b.plot([norm] * len(group), [1e3 * stats.seconds_per_step(metrics, r) for r in group["run_id"]], "k.", ms=4)
     a.axhline(target(runs), color="k", ls=":", lw=0.8)
     a.set_xlabel("training seconds (evaluation excluded)")
     a.set_ylabel("test accuracy (dotted: target)")

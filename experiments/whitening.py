@@ -17,17 +17,10 @@ def arm(row) -> str:
     return ARMS[(row["config.model.norm"], int(row["config.model.whiten_group_size"]))]
 
 
-def seconds_per_step(metrics, run_id: str) -> float:
-    """Median over the logged chunks; NaN for a run that diverged before its first log row."""
-    rows = metrics[(metrics["run_id"] == run_id) & (metrics["step"] > 0)]
-    rows = rows.dropna(subset=["steps_per_sec"]) if "steps_per_sec" in rows else rows.iloc[:0]
-    return float(np.median(1.0 / rows["steps_per_sec"].to_numpy())) if len(rows) else float("nan")
-
-
 def table(results):
     runs = results.runs.copy()
     runs["arm"] = runs.apply(arm, axis=1)
-    runs["sec"] = [seconds_per_step(results.metrics, r) for r in runs["run_id"]]
+    runs["sec"] = [stats.seconds_per_step(results.metrics, r) for r in runs["run_id"]]
     return runs
 
 
