@@ -13,6 +13,7 @@ CLAIM_MODULES = (
     "regularisation",
     "step_cost",
     "inference_stats",
+    "rnn",
     "ics",
     "landscape",
     "curvature",

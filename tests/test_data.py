@@ -205,3 +205,29 @@ def test_mnist1d_without_the_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     with pytest.raises(ConfigError, match=r"pip install 'bnlab\[claims\]'"):
         load(DataConfig(name="mnist1d"))
+
+
+def test_evidence_sequences_come_at_every_length_with_the_same_examples():
+    cfg = DataConfig(name="evidence", synthetic_shape=[5, 3, 1], synthetic_size=400, evidence_noise=0.5, eval_lengths=[2, 12])
+    ds = load(cfg)
+    assert ds.x_train.shape[1:] == (5, 3, 1) and ds.sizes() == {"train": 288, "val": 32, "test": 80}
+    assert set(ds.extra_tests) == {"test_len2", "test_len12"}
+    x12, y12 = ds.extra_tests["test_len12"]
+    assert x12.shape == (80, 12, 3, 1) and ds.extra_tests["test_len2"][0].shape == (80, 2, 3, 1)
+    np.testing.assert_array_equal(y12, ds.y_test)
+    # the same glimpses, more of them (paired across lengths), standardised with the training split's statistics like the test split
+    np.testing.assert_array_equal(x12[:, :5], ds.x_test)
+    np.testing.assert_array_equal(ds.extra_tests["test_len2"][0], ds.x_test[:, :2])
+    raw = DATASETS.get("evidence")("", cfg)
+    # with little noise the class template is recoverable from the mean glimpse: the label is in the sequence
+    means = np.stack([raw.train[0][raw.train[1] == c].mean((0, 1)).ravel() for c in range(10)])
+    guess = np.argmin(((raw.test[0].mean(1).reshape(80, 1, 3) - means[None]) ** 2).sum(-1), 1)
+    assert (guess == raw.test[1]).mean() > 0.8
+
+
+def test_eval_lengths_need_the_evidence_task_and_a_recurrent_model(capsys):
+    from bnlab.cli import main
+
+    for extra in (["model.name=lstm", "data.name=digits"], ["model.name=mlp", "data.name=evidence"], ["data.eval_lengths=[0]"]):
+        assert main(["run", "/dev/null", "data.eval_lengths=[8]", "train.steps=3", *extra]) == 2
+        assert "data.eval_lengths" in capsys.readouterr().err

@@ -184,3 +184,23 @@ def test_recurrent_runs_evaluate_with_population_statistics(tmp_path):
                                     "train.eval_bn_stats=population"], tmp_path / "o")  # fmt: skip
     assert counts == {"done": 1}
     assert {r["eval_bn_stats"] for r in RunDir(out / "runs" / "run").metrics() if "test_acc" in r} == {"population"}
+
+
+def test_recurrent_gain_scales_the_orthogonal_kernel():
+    _, p = build("rnn", recurrent_gain=2.5)
+    wh = np.asarray(p["hidden"][0]["h"]["kernel"], np.float64)
+    np.testing.assert_allclose(np.linalg.svd(wh, compute_uv=False), 2.5, rtol=1e-5)
+
+
+def test_runs_are_tested_on_longer_sequences(tmp_path):
+    """data.eval_lengths: every evaluation also reads the test examples at other lengths, with running
+    and population statistics; per-step BN beyond the trained length uses its last step's."""
+    counts, out = run_plan(
+        ["data.name=evidence", "data.synthetic_shape=[4,3,1]", "data.synthetic_size=300", "data.eval_lengths=[2,9]", "model.name=lstm",
+         "model.width=8", "model.norm=batch_per_step", "train.steps=20", "train.log_every=10", "train.eval_bn_stats=both"],
+        tmp_path / "o",
+    )  # fmt: skip
+    assert counts == {"done": 1}
+    last = [r for r in RunDir(out / "runs" / "run").metrics() if "test_acc" in r][-1]
+    for key in ("test_len2_acc", "test_len9_acc", "population/test_len9_acc", "test_len9_loss"):
+        assert np.isfinite(last[key]), key

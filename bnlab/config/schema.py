@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | mnist1d | idx:<folder> | tfds:<name> | synthetic | linear_regression
+    name: str = "digits"  # digits | mnist1d | idx:<folder> | tfds:<name> | synthetic | linear_regression | evidence
     data_dir: Optional[str] = None  # TFDS data_dir (None: TFDS's default, ~/tensorflow_datasets)
     val_fraction: float = 0.1  # of the training data, when the dataset has no validation split
     test_fraction: float = 0.2  # of all data, when the dataset has no test split
@@ -27,6 +27,8 @@ class DataConfig:
     synthetic_shape: List[int] = field(default_factory=lambda: [8, 8, 1])  # H, W, C
     synthetic_classes: int = 10
     regression_outputs: int = 10  # `linear_regression` only: dimension of the target A x
+    evidence_noise: float = 3.0  # `evidence` only: std of the noise on each glimpse of the class template
+    eval_lengths: List[int] = field(default_factory=list)  # `evidence` only: also test on sequences of these lengths (test_len<L>_acc)
     mnist1d_samples: int = 5000  # `mnist1d` only: examples generated (80% train, 20% test: 4,000/1,000 by default)
 
 
@@ -55,6 +57,7 @@ class ModelConfig:
     renorm_dmax_at: int = 0  # ... and dmax from 0 to reach renorm_dmax at this step (25000); 0: no ramp
     norm_gamma_init: float = 1.0  # initial γ of every norm with a scale (Cooijmans et al. 2016 use 0.1)
     rnn_norm_paths: str = "both"  # rnn/lstm: normalise the input-to-hidden, hidden-to-hidden or both paths
+    recurrent_gain: float = 1.0  # rnn/lstm: the orthogonal recurrent kernel times this (above 1: exploding gradients, Pascanu et al. 2013)
 
 
 @dataclass

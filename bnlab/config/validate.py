@@ -58,6 +58,13 @@ def validate(cfg: Config) -> None:
     )
     check(d.synthetic_classes >= 2, f"data.synthetic_classes: must be >= 2, got {d.synthetic_classes}")
     check(d.regression_outputs >= 1, f"data.regression_outputs: must be >= 1, got {d.regression_outputs}")
+    check(d.evidence_noise >= 0, f"data.evidence_noise: must be >= 0, got {d.evidence_noise}")
+    check(all(n >= 1 for n in d.eval_lengths), f"data.eval_lengths: must be positive sequence lengths, got {list(d.eval_lengths)}")
+    check(
+        not d.eval_lengths or (d.name == "evidence" and m.name in RECURRENT),
+        "data.eval_lengths: sequences of other lengths come from the evidence dataset and are read by recurrent models (rnn, lstm); "
+        f"got data.name {d.name!r} and model.name {m.name!r}",
+    )
     check(d.mnist1d_samples >= 10, f"data.mnist1d_samples: must be >= 10 (one per class), got {d.mnist1d_samples}")
     check(
         d.name != "linear_regression" or d.standardize == "none",
@@ -87,6 +94,7 @@ def validate(cfg: Config) -> None:
     check(m.width >= 1, f"model.width: must be >= 1, got {m.width}")
     check(m.convs_per_stage >= 1, f"model.convs_per_stage: must be >= 1, got {m.convs_per_stage}")
     check(m.init_std > 0, f"model.init_std: must be > 0, got {m.init_std}")
+    check(m.recurrent_gain > 0, f"model.recurrent_gain: must be > 0, got {m.recurrent_gain}")
     check(m.init_scale > 0, f"model.init_scale: must be > 0, got {m.init_scale}")
     check(0 <= m.dropout < 1, f"model.dropout: must be in [0, 1), got {m.dropout}")
     check(0 <= m.bn_momentum < 1, f"model.bn_momentum: must be in [0, 1) (Flax convention, 0.99 default), got {m.bn_momentum}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -30,6 +30,7 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int  # classes, or for regression the dimension of the target
     task: str = "classification"  # or "regression" (float targets)
+    extra_tests: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # name -> (x, y), e.g. test_len80
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -69,11 +70,13 @@ def prepare(source: Source, cfg: DataConfig, name: str) -> Dataset:
         if cfg.subset > len(train[1]):
             raise ConfigError(f"data.subset: {cfg.subset} is larger than the training split ({len(train[1])} examples); allowed: 1..{len(train[1])}")
         train = (train[0][: cfg.subset], train[1][: cfg.subset])
-    x_train, x_val, x_test = _standardize(cfg.standardize, train[0], val[0], test[0])
+    names = list(source.extra_tests)
+    x_train, x_val, x_test, *x_extra = _standardize(cfg.standardize, train[0], val[0], test[0], *(source.extra_tests[n][0] for n in names))
+    extra = {n: (x, source.extra_tests[n][1]) for n, x in zip(names, x_extra)}
     if np.issubdtype(train[1].dtype, np.floating):  # regression targets (N, outputs)
-        return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=train[1].shape[1], task="regression")
+        return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=train[1].shape[1], task="regression", extra_tests=extra)
     labels = np.concatenate([train[1], val[1], test[1]])
-    return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=int(labels.max()) + 1)
+    return Dataset(name, x_train, train[1], x_val, val[1], x_test, test[1], num_classes=int(labels.max()) + 1, extra_tests=extra)
 
 
 @lru_cache(maxsize=8)

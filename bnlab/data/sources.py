@@ -1,6 +1,6 @@
 """Dataset loaders (registry): each returns the splits its source has, as float32 NHWC images and
 int32 labels (float targets for regression). `data.name` picks one: `digits`, `synthetic`,
-`linear_regression`, `idx:<folder>` or `tfds:<name>`. Splitting, subsets and standardisation are
+`linear_regression`, `evidence`, `mnist1d`, `idx:<folder>` or `tfds:<name>`. Splitting, subsets and standardisation are
 shared, in `bnlab.data.dataset`.
 """
 
@@ -12,7 +12,7 @@ import io
 import os
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,7 @@ class Source:
     train: Split
     test: Split | None = None
     val: Split | None = None
+    extra_tests: dict[str, Split] = field(default_factory=dict)  # more test splits, e.g. longer sequences: name -> split
 
 
 Loader = Callable[[str, DataConfig], Source]
@@ -88,6 +89,29 @@ def load_linear_regression(arg: str, cfg: DataConfig) -> Source:
     A = rng.normal(size=(cfg.regression_outputs, dim)) / np.sqrt(dim)
     x = rng.normal(size=(cfg.synthetic_size, dim))
     return Source(train=(x.reshape((-1,) + shape).astype(np.float32), (x @ A.T).astype(np.float32)))
+
+
+@DATASETS.register("evidence")
+def load_evidence(arg: str, cfg: DataConfig) -> Source:
+    """Evidence accumulation over time, a sequence task defined at any length: step t shows a noisy
+    glimpse x_t = mu_y + data.evidence_noise * e_t of the class template mu_y (templates ~ N(0, I), fixed
+    by data.split_seed); the label is y. data.synthetic_shape = [T, features, 1]. The test split also
+    comes at each length in data.eval_lengths, as `test_len<L>`: the same examples with more or fewer
+    glimpses (the first L), so accuracies across lengths are paired."""
+    rng = np.random.default_rng(cfg.split_seed)
+    steps, features = cfg.synthetic_shape[0], cfg.synthetic_shape[1] * cfg.synthetic_shape[2]
+    means = rng.normal(size=(cfg.synthetic_classes, features))
+    n_test = max(1, int(round(cfg.test_fraction * cfg.synthetic_size)))
+
+    def split(n: int, length: int) -> Split:
+        y = rng.integers(0, cfg.synthetic_classes, size=n).astype(np.int32)
+        x = means[y][:, None, :] + cfg.evidence_noise * rng.normal(size=(n, length, features))
+        return x.reshape((n, length) + tuple(cfg.synthetic_shape[1:])).astype(np.float32), y
+
+    train = split(cfg.synthetic_size - n_test, steps)
+    x_test, y_test = split(n_test, max([steps, *cfg.eval_lengths]))
+    extra = {f"test_len{n}": (x_test[:, :n], y_test) for n in cfg.eval_lengths}
+    return Source(train=train, test=(x_test[:, :steps], y_test), extra_tests=extra)
 
 
 @DATASETS.register("mnist1d")

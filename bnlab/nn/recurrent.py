@@ -14,7 +14,8 @@ hidden-to-hidden paths (`model.rnn_norm_paths`: both | input | hidden).
 The LSTM also normalises the cell state before its output tanh whenever a norm is set, whatever
 `rnn_norm_paths` says (as Cooijmans et al. and Ba et al. do). At t = 0 the hidden state is zero, so
 the hidden path's normalised value is its β; those zeros never enter BN statistics.
-Recurrent kernels start orthogonal; input kernels use `model.init`.
+Recurrent kernels start orthogonal (times `model.recurrent_gain`); input kernels use `model.init`.
+A sequence of another length than in training (`data.eval_lengths`) is read the same way, step by step.
 The classifier reads the last step's hidden state.
 """
 
@@ -117,7 +118,7 @@ class RecurrentLayer(nnx.Module):
         width = cfg.width
         self.gates = gates
         self.x = nnx.Linear(in_features, gates * width, use_bias=False, kernel_init=kernel_init(cfg), rngs=rngs)
-        self.h = nnx.Linear(width, gates * width, use_bias=False, kernel_init=nnx.initializers.orthogonal(), rngs=rngs)
+        self.h = nnx.Linear(width, gates * width, use_bias=False, kernel_init=nnx.initializers.orthogonal(cfg.recurrent_gain), rngs=rngs)
         self.bias = nnx.Param(jnp.zeros((gates * width,), jnp.float32))
         self.norm_x = _path_norm(cfg, "input", gates * width, steps, rngs)
         self.norm_h = _path_norm(cfg, "hidden", gates * width, steps, rngs)

@@ -142,7 +142,7 @@ class Evaluator:
         if self.model.has_batch_stats and bn_stats == "population":
             state = state._replace(batch_stats=self.population_stats(state, numbers))
         row: dict[str, Any] = {}
-        splits = [("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)]
+        splits = [("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)] + [(n, x, y) for n, (x, y) in ds.extra_tests.items()]
         if self.cfg.train.eval_train:
             splits.append(("train_eval", ds.x_train, ds.y_train))
         for split, x, y in splits:
