@@ -92,3 +92,24 @@ def test_reshape_max_pool_equals_flax_max_pool_and_its_gradient(shape):
     np.testing.assert_array_equal(max_pool_2x2(x), flax_pool(x))
     loss = lambda pool: jax.grad(lambda a: jnp.sum(jnp.sin(pool(a)) * jnp.arange(1.0, 1.0 + a.shape[-1])))(x)  # noqa: E731
     np.testing.assert_array_equal(loss(max_pool_2x2), loss(flax_pool))
+
+
+@pytest.mark.parametrize("shape,bias", [((3, 8, 8, 2), True), ((2, 7, 5, 3), False), ((4, 1, 1, 6), True)])
+def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias):
+    from bnlab.nn.feedforward import SlicedConv
+
+    kw = dict(kernel_size=(3, 3), padding="SAME", use_bias=bias, bias_init=nnx.initializers.normal(1.0))
+    sliced, flax_conv = SlicedConv(shape[-1], 5, rngs=nnx.Rngs(0), **kw), nnx.Conv(shape[-1], 5, rngs=nnx.Rngs(0), **kw)
+    np.testing.assert_array_equal(sliced.kernel.value, flax_conv.kernel.value)  # same parameters, same initialisation
+    x = jnp.asarray(np.random.default_rng(1).normal(size=shape), jnp.float32)
+    np.testing.assert_allclose(sliced(x), flax_conv(x), rtol=1e-5, atol=1e-5)
+
+    def grads(conv):
+        params = nnx.state(conv, nnx.Param)
+        graphdef = nnx.graphdef(conv)
+        return jax.grad(lambda p, x: jnp.sum(jnp.sin(nnx.merge(graphdef, p)(x))), argnums=(0, 1))(params, x)
+
+    (gp_s, gx_s), (gp_f, gx_f) = grads(sliced), grads(flax_conv)
+    np.testing.assert_allclose(gx_s, gx_f, rtol=1e-5, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(gp_s), jax.tree.leaves(gp_f)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

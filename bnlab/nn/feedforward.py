@@ -89,6 +89,23 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return first(first(x[:, :, 0, :, 0], x[:, :, 0, :, 1]), first(x[:, :, 1, :, 0], x[:, :, 1, :, 1]))
 
 
+class SlicedConv(nnx.Conv):
+    """A 3x3, stride-1, SAME convolution computed as the 9 shifted slices of the zero-padded input,
+    concatenated on the channel axis, times the kernel as one (9 c_in, c_out) matrix. Same
+    parameters, initialisation and values as `nnx.Conv` (tested against it), but on a CPU XLA
+    runs this matmul faster than its own convolution and that convolution's backward pass
+    (benchmarks/cnn_conv.py)."""
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        n, h, w, c = x.shape
+        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        patches = jnp.concatenate([padded[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
+        y = patches.reshape(n * h * w, 9 * c) @ self.kernel.value.reshape(9 * c, -1)
+        if self.bias is not None:
+            y = y + self.bias.value
+        return y.reshape(n, h, w, -1)
+
+
 class CNN(nnx.Module):
     """Small VGG-style net: `depth` stages of `convs_per_stage` 3x3 convs (width * 2**stage channels),
     each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier."""
@@ -102,7 +119,7 @@ class CNN(nnx.Module):
         for stage in range(cfg.depth):
             out = cfg.width * 2**stage
             for i in range(cfg.convs_per_stage):
-                conv = nnx.Conv(channels, out, (3, 3), padding="SAME", use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
+                conv = SlicedConv(channels, out, (3, 3), padding="SAME", use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
                 self.hidden.append(Hidden(conv, norm.build(out, True, cfg, rngs), cfg))
                 channels = out
                 last = i == cfg.convs_per_stage - 1

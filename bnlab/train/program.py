@@ -45,13 +45,6 @@ class TrainProgram:
         self.y_train = jnp.asarray(dataset.y_train)
         self._chunk = jax.jit(self.chunk, donate_argnums=0)
         self._compiled_chunk = None
-        # see _host_loop_chunk: conv nets on a CPU step from the host
-        self.host_loop = cfg.model.name == "cnn" and jax.default_backend() == "cpu"
-        self._permutation_jit = jax.jit(self._permutation)
-        self._step_jit = jax.jit(
-            lambda st, perm, x, y, numbers, i, sums, bad: self._optimizer_step(st, perm, x, y, numbers, i, sums, bad), donate_argnums=(0, 6)
-        )
-        self._summary_jit = jax.jit(self._summary)
 
     def init(self, seed: int, model_cfg=None) -> TrainState:
         """Initial state; `model_cfg` may differ from the program's in init numbers only (vectorised groups)."""
@@ -129,35 +122,14 @@ class TrainProgram:
         state, _, sums, first_bad = jax.lax.fori_loop(0, num_steps, body, carry)
         return state, self._summary(state, sums, first_bad, num_steps)
 
-    def _host_loop_chunk(self, state: TrainState, num_steps: int, numbers):
-        """The same steps with the loop on the host: one compiled call per step. XLA's CPU backend
-        runs convolutions inside a compiled loop several times slower than outside one
-        (jax-ml/jax#12868; measured here: 14 vs 107 steps/s for the small CNN), so on a CPU the
-        conv nets take this path."""
-        start = int(state.step)
-        sums, first_bad = self._zero_sums(state.params), jnp.int32(-1)
-        perm = None
-        for i in range(num_steps):
-            step = start + i
-            if perm is None or step % self.steps_per_epoch == 0:
-                perm = self._permutation_jit(state.key, step)
-            state, sums, first_bad = self._step_jit(state, perm, self.x_train, self.y_train, numbers, jnp.int32(i), sums, first_bad)
-        return state, self._summary_jit(state, sums, first_bad, jnp.float32(num_steps))
-
     def compile(self, state: TrainState) -> float:
         """Compile the training program ahead of time; the seconds it took (0 if already compiled;
         small on a persistent-cache hit), so that run time can be reported without compilation."""
         if self._compiled_chunk is not None:
             return 0.0
         t0 = time.perf_counter()
-        if self.host_loop:
-            perm = self._permutation_jit(state.key, 0)
-            zeros = self._zero_sums(state.params)
-            self._step_jit.lower(state, perm, self.x_train, self.y_train, self.numbers, jnp.int32(0), zeros, jnp.int32(-1)).compile()
-            self._compiled_chunk = self._host_loop_chunk
-        else:
-            compiled = self._chunk.lower(state, self.x_train, self.y_train, jnp.int32(1), self.numbers).compile()
-            self._compiled_chunk = lambda st, n, numbers: compiled(st, self.x_train, self.y_train, jnp.int32(n), numbers)
+        compiled = self._chunk.lower(state, self.x_train, self.y_train, jnp.int32(1), self.numbers).compile()
+        self._compiled_chunk = lambda st, n, numbers: compiled(st, self.x_train, self.y_train, jnp.int32(n), numbers)
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int, numbers: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, Any]]:

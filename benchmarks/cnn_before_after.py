@@ -1,0 +1,77 @@
+"""bnlab's CNN training speed at an earlier commit and now, each next to PyTorch eager in the same
+process, the two codes run alternately (this machine's speed drifts between minutes).
+
+    python benchmarks/cnn_before_after.py --before eb74a29 [--repeats 3] [--steps 300]
+
+Each measurement is a fresh process (`benchmarks/speed.py`'s CNN: two stages of one 3x3 conv, 16
+and 32 channels, 2x2 max pooling, batch 60 of 28x28 synthetic images, SGD), timing `--steps`-step
+blocks of bnlab's compiled chunk (median of 5 after a compiling warm-up) and of a PyTorch eager loop
+(needs `pip install torch`). The earlier commit is unpacked with `git archive` and imported from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHILD = """
+import json, statistics, sys
+sys.path.insert(0, {bench!r})
+import speed
+out = {{}}
+for norm in ("none", "batch"):
+    bnlab, _ = speed.bnlab_rates(speed.config("cnn", norm), {steps}, 5)
+    torch = speed.torch_rates("cnn", norm, {steps}, 5)
+    out[norm] = [statistics.median(bnlab), statistics.median(torch)]
+print(json.dumps(out))
+"""
+
+
+def measure(code: Path, steps: int) -> dict[str, list[float]]:
+    env = dict(os.environ, PYTHONPATH=str(code))
+    script = CHILD.format(bench=str(ROOT / "benchmarks"), steps=steps)
+    r = subprocess.run([sys.executable, "-c", script], cwd=code, env=env, capture_output=True, text=True, check=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--before", required=True, help="the earlier commit to compare with")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=300)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        before = Path(tmp) / "before"
+        before.mkdir()
+        archive = subprocess.run(["git", "archive", args.before], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for _ in range(args.repeats):
+            for label, code in (("before", before), ("after", ROOT)):
+                runs[label].append(measure(code, args.steps))
+    print(f"{os.cpu_count()} CPU cores; steps/s, median over {args.repeats} alternating processes; before = {args.before}")
+    for norm in ("none", "batch"):
+        cells = []
+        for label in ("before", "after"):
+            bnlab = statistics.median(r[norm][0] for r in runs[label])
+            ratio = [r[norm][0] / r[norm][1] for r in runs[label]]
+            cells.append(f"{label} {bnlab:5.0f} ({statistics.median(ratio):.2f}x PyTorch, {min(ratio):.2f}-{max(ratio):.2f})")
+        speedup = [a[norm][0] / b[norm][0] for a, b in zip(runs["after"], runs["before"])]
+        print(
+            f"  cnn {norm:<5} " + " | ".join(cells) + f" | after / before {statistics.median(speedup):.2f}x ({min(speedup):.2f}-{max(speedup):.2f})"
+        )
+        print(
+            "    each pair (before, after; PyTorch in the same process): "
+            + ", ".join(f"({b[norm][0]:.0f} / {b[norm][1]:.0f}, {a[norm][0]:.0f} / {a[norm][1]:.0f})" for b, a in zip(runs["before"], runs["after"]))
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Where the time of bnlab's CNN training step goes on this machine: a `jax.profiler` trace of one
+compiled chunk, read back with xprof, XLA's ops summed by self time and grouped by what they compute.
+
+    pip install xprof   # the profile reader (not a bnlab dependency)
+    python benchmarks/cnn_profile.py [--norm batch] [--steps 200]
+
+The model is benchmarks/speed.py's CNN (two stages of one 3x3 conv, 16 and 32 channels, 2x2 max
+pooling, batch 60 of 28x28 synthetic images). XLA's CPU backend emits one trace event per compiled
+op only with --xla_cpu_enable_xprof_traceme, which this script sets; the tracing itself slows the
+step, so the shares matter here, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import sys
+import tempfile
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
+
+import jax  # noqa: E402
+from speed import config  # noqa: E402
+
+from bnlab.data.dataset import load  # noqa: E402
+from bnlab.train.program import TrainProgram  # noqa: E402
+
+
+def op_groups(hlo_text: str) -> dict[str, str]:
+    """Each fusion or op of the compiled step -> a coarse group read from its jax op names."""
+    groups = {}
+    for line in hlo_text.splitlines():
+        m = re.match(r"\s*%?([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]*)\"", line)
+        if not m:
+            continue
+        name, op = m.groups()
+        kind = "transpose (backward)" if "transpose(" in op else "forward"
+        if "dot_general" in op or name.startswith(("ynn_fusion", "dot")):
+            what = "matmuls (convolutions, classifier)"
+        elif "concatenate" in op or "pad" in op or "slice" in op or name.startswith(("concatenate", "slice_pad")):
+            what = "patches: pad, slices, concatenation"
+        elif "_where" in op or "select_n" in op or "ge" in op.split("/")[-1]:
+            what = "max pooling and ReLU selections"
+        elif any(k in op for k in ("reduce_sum", "rsqrt", "div", "sub", "mean", "var")):
+            what = "normalisation and loss reductions"
+        else:
+            what = "other elementwise"
+        groups[name] = f"{what}, {kind}"
+    return groups
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--norm", default="batch")
+    parser.add_argument("--steps", type=int, default=200)
+    args = parser.parse_args()
+    try:
+        from xprof.convert import raw_to_tool_data
+    except ImportError:
+        sys.exit("needs the profile reader: pip install xprof")
+    cfg = config("cnn", args.norm)
+    program = TrainProgram(cfg, load(cfg.data))
+    state = program.init(0)
+    state, summary = program.train_chunk(state, 20)  # compile and warm up
+    jax.block_until_ready(summary)
+    hlo = program._chunk.lower(state, program.x_train, program.y_train, jax.numpy.int32(1), program.numbers).compile().as_text()
+    groups = op_groups(hlo)
+    with tempfile.TemporaryDirectory() as trace_dir:
+        jax.profiler.start_trace(trace_dir)
+        state, summary = program.train_chunk(state, args.steps)
+        jax.block_until_ready(summary)
+        jax.profiler.stop_trace()
+        paths = glob.glob(f"{trace_dir}/**/*.xplane.pb", recursive=True)
+        data, _ = raw_to_tool_data.xspace_to_tool_data(paths, "trace_viewer@", {})
+    events = json.loads(data)
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    by_op = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e["name"] in groups:
+            by_op[e["name"]] += e.get("dur", 0)
+    total = sum(by_op.values())
+    by_group = collections.Counter()
+    for name, us in by_op.items():
+        by_group[groups[name]] += us
+    print(f"CNN, norm {args.norm}: {args.steps} steps traced; XLA ops' time per step {total / args.steps / 1e3:.2f} ms (with tracing)")
+    for group, us in by_group.most_common():
+        print(f"  {100 * us / total:5.1f}%  {group}")
+    print("largest single ops:")
+    for name, us in by_op.most_common(8):
+        print(f"  {100 * us / total:5.1f}%  {name} ({groups[name]})")
+
+
+if __name__ == "__main__":
+    main()
