@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from . import stats
 from .claim import Claim, Finding
@@ -15,64 +16,56 @@ CLIPS = ("no clipping", "by value", "by norm")
 CLIP_COLORS = {"no clipping": "#7f7f7f", "by value": "#d62728", "by norm": "#2ca02c"}
 
 
+def trained_length(runs) -> int:
+    return int(runs["config.data.synthetic_shape"].iloc[0][0])
+
+
 def lengths(runs) -> list[int]:
     """The test lengths: the trained one (`test_acc`) and every `test_len<L>_acc` column, sorted."""
-    trained = int(runs["config.data.synthetic_shape"].iloc[0][0])
-    return sorted([trained] + [int(c[len("test_len") : -len("_acc")]) for c in runs.columns if c.startswith("test_len") and c.endswith("_acc")])
+    extra = [int(c[len("test_len") : -len("_acc")]) for c in runs.columns if c.startswith("test_len") and c.endswith("_acc")]
+    return sorted([trained_length(runs)] + extra)
 
 
-def column(runs, length: int) -> str:
-    trained = int(runs["config.data.synthetic_shape"].iloc[0][0])
-    return "test_acc" if length == trained else f"test_len{length}_acc"
-
-
-def lstm_accuracy(runs, norm: str, length: int):
-    """Per seed, test accuracy (points) of the LSTM with `norm` on sequences of `length` steps."""
-    rows = runs[(runs["config.model.name"] == "lstm") & (runs["config.model.norm"] == norm)]
-    return 100 * rows.set_index("config.seed")[column(runs, length)].astype(float)
-
-
-def clip_arm(row) -> str:
-    if np.isfinite(float(row["config.optim.clipvalue"] or np.nan)):
-        return "by value"
-    return "by norm" if np.isfinite(float(row["config.optim.global_clipnorm"] or np.nan)) else "no clipping"
+def lstm_accuracy(runs, norm: str, length: int, prefix: str = ""):
+    """Per seed, test accuracy (points) of the LSTM with `norm` on sequences of `length` steps
+    (prefix "population/": evaluated with population statistics)."""
+    column = "test_acc" if length == trained_length(runs) else f"test_len{length}_acc"
+    return 100 * stats.per_seed(runs, prefix + column, **{"model.name": "lstm", "model.norm": norm})
 
 
 def clip_runs(runs):
+    """The exploding RNN's runs, each with its clipping arm."""
     rows = runs[runs["config.model.name"] == "rnn"].copy()
-    rows["arm"] = [clip_arm(r) for _, r in rows.iterrows()]
+    by_norm = np.where(rows["config.optim.global_clipnorm"].notna(), "by norm", "no clipping")
+    rows["arm"] = np.where(rows["config.optim.clipvalue"].notna(), "by value", by_norm)
     return rows
 
 
-def clipped_accuracy(runs, arm: str):
+def clipped_accuracy(runs, arm: str) -> pd.Series:
     """Per seed, final test accuracy (points) of the exploding RNN; a diverged run counts as chance."""
     rows = clip_runs(runs)
-    rows = rows[rows["arm"] == arm]
+    rows = rows[rows["arm"] == arm].set_index("config.seed")
     chance = 100.0 / int(runs["config.data.synthetic_classes"].iloc[0])
-    acc = [100 * float(a) if s == "done" and np.isfinite(float(a)) else chance for s, a in zip(rows["status"], rows["test_acc"])]
-    return dict(zip(rows["config.seed"].astype(int), acc))
+    acc = 100 * rows["test_acc"].astype(float)
+    return acc.where((rows["status"] == "done") & np.isfinite(acc), chance)
 
 
 def analyse(results, measurements) -> Finding:
     runs, metrics = results.runs, results.metrics
     ls = lengths(runs)
-    longest, trained = ls[-1], int(runs["config.data.synthetic_shape"].iloc[0][0])
+    longest, trained = ls[-1], trained_length(runs)
     ln_minus_bn = stats.paired(lstm_accuracy(runs, "batch_per_step", longest), lstm_accuracy(runs, "layer", longest))
     at_trained = stats.paired(lstm_accuracy(runs, "batch_per_step", trained), lstm_accuracy(runs, "layer", trained))
     norm_part = stats.three_way(ln_minus_bn, support_at_least=1.0, refute_below=1.0)
     none = clipped_accuracy(runs, "no clipping")
-    gains = {}
-    for arm in CLIPS[1:]:
-        clipped = clipped_accuracy(runs, arm)
-        gains[arm] = stats.t_interval([clipped[s] - none[s] for s in sorted(set(clipped) & set(none))])
+    gains = {arm: stats.paired(none, clipped_accuracy(runs, arm)) for arm in CLIPS[1:]}
     clip_part = stats.all_of(*(stats.three_way(iv, support_at_least=5.0, refute_below=0.0) for iv in gains.values()))
     details = []
     for norm in NORMS:
         cells = [f"{n} steps {lstm_accuracy(runs, norm, n).mean():.1f}" for n in ls]
         details.append(f"LSTM, {norm}: test accuracy (%) " + ", ".join(cells))
     for norm in ("batch", "batch_per_step"):
-        rows = runs[(runs["config.model.name"] == "lstm") & (runs["config.model.norm"] == norm)]
-        cells = [f"{n} steps {100 * rows['population/' + column(runs, n)].astype(float).mean():.1f}" for n in ls]
+        cells = [f"{n} steps {lstm_accuracy(runs, norm, n, 'population/').mean():.1f}" for n in ls]
         details.append(f"LSTM, {norm} with population statistics: " + ", ".join(cells))
     details.append(f"LayerNorm - per-step BN at the trained length ({trained} steps): {at_trained.format(1, unit=' pt')}")
     rnn = clip_runs(runs)
@@ -81,7 +74,7 @@ def analyse(results, measurements) -> Finding:
         peak = [float(metrics[metrics["run_id"] == r]["grad_norm"].max()) for r in ids]
         gain = f"; clipped - unclipped {gains[arm].format(1, unit=' pt')}" if arm in gains else ""
         details.append(
-            f"exploding RNN, {arm}: final test accuracy {np.mean(list(clipped_accuracy(runs, arm).values())):.1f}%, "
+            f"exploding RNN, {arm}: final test accuracy {clipped_accuracy(runs, arm).mean():.1f}%, "
             f"largest logged gradient norm (before clipping) median {np.median(peak):.3g}{gain}"
         )
     reason = (
@@ -101,7 +94,7 @@ def analyse(results, measurements) -> Finding:
 def figure(results, measurements, path) -> None:
     runs, metrics = results.runs, results.metrics
     ls = lengths(runs)
-    trained = int(runs["config.data.synthetic_shape"].iloc[0][0])
+    trained = trained_length(runs)
     fig, (a, b, c) = plt.subplots(1, 3, figsize=(16, 4))
     for i, norm in enumerate(NORMS):
         per = np.array([lstm_accuracy(runs, norm, n).to_numpy() for n in ls])
