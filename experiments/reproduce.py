@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from bnlab.errors import ConfigError
+from bnlab.runner.results import atomic_write
 
 from .claim import ROOT, SCALES, Claim
 from .report import render_report
@@ -40,13 +41,11 @@ def run_claim(
     used_seeds = list(seeds) if seeds is not None else default_seeds
     bnlab.run(config, overrides, out=folder, workers=claim.workers or workers, progress=progress)
     record = {"claim": claim.name, "scale": scale, "seeds": used_seeds, "config": str(config.relative_to(ROOT))}
-    (folder / "claim.json").write_text(json.dumps(record, indent=1) + "\n")
+    atomic_write(folder / "claim.json", json.dumps(record, indent=1) + "\n")
     (folder / "skipped.txt").unlink(missing_ok=True)
     measurements = folder / "measurements.json"
     if claim.measure is not None and not measurements.exists():
-        tmp = measurements.with_suffix(".tmp")
-        tmp.write_text(json.dumps(claim.measure(cfg, used_seeds), indent=1, sort_keys=True) + "\n")
-        tmp.replace(measurements)
+        atomic_write(measurements, json.dumps(claim.measure(cfg, used_seeds), indent=1, sort_keys=True) + "\n")
     return folder
 
 
@@ -82,8 +81,5 @@ def write_report(out: Path, report: Path) -> Path:
     from . import load_claims
 
     report.parent.mkdir(parents=True, exist_ok=True)
-    text = render_report(load_claims(), out, report.parent)
-    tmp = report.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(report)
+    atomic_write(report, render_report(load_claims(), out, report.parent))
     return report
