@@ -5,8 +5,8 @@ process, the two codes run alternately (this machine's speed drifts between minu
 
 Each measurement is a fresh process (`benchmarks/speed.py`'s CNN: two stages of one 3x3 conv, 16
 and 32 channels, 2x2 max pooling, batch 60 of 28x28 synthetic images, SGD), timing `--steps`-step
-blocks of bnlab's compiled chunk (median of 5 after a compiling warm-up) and of a PyTorch eager loop
-(needs `pip install torch`). The earlier commit is unpacked with `git archive` and imported from there.
+blocks of bnlab's compiled chunk and of a PyTorch eager loop in turn (5 rounds after a compiling
+warm-up, medians; needs `pip install torch`). The earlier commit is unpacked with `git archive` and imported from there.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ sys.path.insert(0, {bench!r})
 import speed
 out = {{}}
 for norm in ("none", "batch"):
-    bnlab, _ = speed.bnlab_rates(speed.config("cnn", norm), {steps}, 5)
-    torch = speed.torch_rates("cnn", norm, {steps}, 5)
-    out[norm] = [statistics.median(bnlab), statistics.median(torch)]
+    blocks = {{"bnlab": speed.bnlab_block(speed.config("cnn", norm))[0], "torch": speed.torch_block("cnn", norm)}}
+    r = speed.interleaved_rates(blocks, {steps}, 5)
+    out[norm] = [statistics.median(r["bnlab"]), statistics.median(r["torch"])]
 print(json.dumps(out))
 """
 

@@ -1,14 +1,16 @@
 """Training speed: bnlab against a plain PyTorch loop, the Flax examples' `jax.jit` step and a per-step `nnx.jit` loop, sweeps of 8
 seeds end to end, and achieved FLOP/s against this machine's matmul FLOP/s.
 
-    python benchmarks/speed.py [--steps 2000] [--repeats 5] [--sweep-repeats 3] [--skip-sweeps]
+    python benchmarks/speed.py [--steps 2000] [--repeats 5] [--sweep-repeats 3] [--skip-sweeps] [--models mlp,cnn]
 
 Models (synthetic 28x28 data, batch 60, SGD lr 0.1), each with norm none and batch:
   - mlp: the quickstart network, 784-100-100-100-10 sigmoid (Ioffe & Szegedy's MNIST net);
   - cnn: two stages of one 3x3 conv (16, 32 channels) + ReLU + 2x2 max pooling, linear classifier.
-Single-run rows: median steps/s over `repeats` timed blocks of `steps` steps (CNN: steps/10, at
-least 50) after a warm-up that compiles; all four implementations (bnlab, PyTorch eager, the Flax
-examples' pure `jax.jit` step, a per-step `nnx.jit` loop) are timed in this process, on the same data.
+Single-run rows: steps/s of blocks of `steps` steps (CNN: steps/10, at least 50) after a warm-up
+that compiles; the four implementations (bnlab, PyTorch eager, the Flax examples' pure `jax.jit`
+step, a per-step `nnx.jit` loop) run in this process on the same data, one block each in turn in
+every one of `repeats` rounds, and the ratios are taken within a round: this machine's speed drifts
+between minutes, and a ratio of medians taken minutes apart mixes that drift in.
 Sweep rows: 8 seeds of the MNIST-size quickstart network (BN, 2,000 steps each), wall time of the
 whole thing including start-up and compilation: one `bnlab run` with its defaults vs eight
 `bnlab run` processes one after another (a shell loop over a training script), with bnlab's
@@ -25,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
@@ -57,17 +60,23 @@ def config(model: str, norm: str) -> Config:
     )
 
 
-def rates(run_block, steps: int, repeats: int) -> list[float]:
-    run_block(min(steps, 50))  # warm-up: compile
-    out = []
+def interleaved_rates(blocks: dict[str, Callable[[int], None]], steps: int, repeats: int) -> dict[str, list[float]]:
+    """Steps/s of each implementation's `steps`-step block, timed in turn within every round (after
+    one compiling warm-up each), so that the machine's drift hits all of them alike: round r's
+    rates are comparable with each other even when the rounds are not."""
+    for block in blocks.values():
+        block(min(steps, 50))
+    out: dict[str, list[float]] = {name: [] for name in blocks}
     for _ in range(repeats):
-        t = time.perf_counter()
-        run_block(steps)
-        out.append(steps / (time.perf_counter() - t))
+        for name, block in blocks.items():
+            t = time.perf_counter()
+            block(steps)
+            out[name].append(steps / (time.perf_counter() - t))
     return out
 
 
-def bnlab_rates(cfg: Config, steps: int, repeats: int) -> tuple[list[float], float]:
+def bnlab_block(cfg: Config) -> tuple[Callable[[int], None], float]:
+    """bnlab's compiled training chunk, and the FLOPs of one step's forward + backward pass."""
     trainer = TrainProgram(cfg, load_dataset(cfg.data))
     holder = {"s": trainer.init(0)}
 
@@ -75,15 +84,14 @@ def bnlab_rates(cfg: Config, steps: int, repeats: int) -> tuple[list[float], flo
         holder["s"], summary = trainer.train_chunk(holder["s"], n)
         jax.block_until_ready(summary)
 
-    result = rates(block, steps, repeats)
     x, y = trainer.x_train[:BATCH], trainer.y_train[:BATCH]
     step_fn = jax.jit(jax.value_and_grad(lambda p: trainer.model.loss(p, holder["s"].batch_stats, x, y)[0]))
     cost = step_fn.lower(holder["s"].params).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return result, float(cost.get("flops", float("nan")))  # forward + backward of one step
+    return block, float(cost.get("flops", float("nan")))
 
 
-def nnx_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
+def nnx_jit_block(cfg: Config) -> Callable[[int], None]:
     """The flax-examples pattern: nnx.Optimizer and one @nnx.jit call per step."""
     ds = load_dataset(cfg.data)
     model = build(cfg.model, ds.image_shape, ds.num_classes, seed=0)
@@ -107,10 +115,10 @@ def nnx_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
             loss = step(model, opt, x[j * BATCH : (j + 1) * BATCH], y[j * BATCH : (j + 1) * BATCH])
         jax.block_until_ready(loss)
 
-    return rates(block, steps, repeats)
+    return block
 
 
-def functional_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
+def functional_jit_block(cfg: Config) -> Callable[[int], None]:
     """The Flax examples' own pattern: one `jax.jit` of a pure step over (params, batch_stats,
     opt_state, x, y), called once per step with batches sliced on the host."""
     ds = load_dataset(cfg.data)
@@ -144,11 +152,11 @@ def functional_jit_rates(cfg: Config, steps: int, repeats: int) -> list[float]:
             *carry[:], loss = step(*carry, ds.x_train[j * BATCH : (j + 1) * BATCH], ds.y_train[j * BATCH : (j + 1) * BATCH])
         jax.block_until_ready(loss)
 
-    return rates(block, steps, repeats)
+    return block
 
 
-def torch_rates(model: str, norm: str, steps: int, repeats: int) -> list[float] | None:
-    """A plain eager PyTorch loop, the way most users write one (CPU, default threads)."""
+def torch_block(model: str, norm: str) -> Callable[[int], None] | None:
+    """A plain eager PyTorch loop, the way most users write one (CPU, default threads); None without torch."""
     try:
         import torch
         from torch import nn
@@ -185,7 +193,7 @@ def torch_rates(model: str, norm: str, steps: int, repeats: int) -> list[float] 
             loss.backward()
             opt.step()
 
-    return rates(block, steps, repeats)
+    return block
 
 
 def matmul_flops(repeats: int = 20, n: int = 2048) -> float:
@@ -242,32 +250,47 @@ def fmt(values: list[float]) -> str:
     return f"{statistics.median(values):8.0f} ({min(values):.0f}-{max(values):.0f})"
 
 
+def paired_ratio(ours: list[float], theirs: list[float] | None) -> str:
+    """Median (min-max) over rounds of bnlab's rate / the other's in the same round."""
+    if not theirs:
+        return "      n/a"
+    r = [a / b for a, b in zip(ours, theirs)]
+    return f"{statistics.median(r):5.2f}x ({min(r):.2f}-{max(r):.2f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--skip-sweeps", action="store_true")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
     args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; allowed: {', '.join(MODELS)}")
     ceiling = matmul_flops()
     print(f"backend: {jax.default_backend()}, {os.cpu_count()} CPU cores; float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (2048^2, median)")
-    print("\nsteps/s, median (min-max) of", args.repeats, "blocks of", args.steps, "steps; ratio = bnlab / other")
-    header = f"{'model':<5} {'norm':<6} {'bnlab':<22} {'PyTorch eager':<22} {'jax.jit pure step':<22} {'nnx.jit per step':<22}"
-    print(header + f" {'vs torch':>8} {'vs jax.jit':>10} {'vs nnx.jit':>10} {'GFLOP/s':>8} {'of ceiling':>10}")
-    for model in MODELS:
+    print(
+        f"\nsteps/s, median (min-max) of {args.repeats} rounds of {args.steps}-step blocks (CNN: {max(args.steps // 10, 50)}), "
+        "the four implementations timed in turn within each round; ratio = bnlab / other in the same round, median (min-max)"
+    )
+    header = f"{'model':<5} {'norm':<6} {'bnlab':<20} {'PyTorch eager':<20} {'jax.jit pure step':<20} {'nnx.jit per step':<20}"
+    print(header + f" {'vs torch':<18} {'vs jax.jit':<18} {'vs nnx.jit':<18} {'GFLOP/s':>8} {'of ceiling':>10}")
+    for model in models:
         steps = args.steps if model == "mlp" else max(args.steps // 10, 50)
         for norm in ("none", "batch"):
             cfg = config(model, norm)
-            ours, flops = bnlab_rates(cfg, steps, args.repeats)
-            theirs = torch_rates(model, norm, steps, args.repeats)
-            functional = functional_jit_rates(cfg, steps, args.repeats)
-            loop = nnx_jit_rates(cfg, steps, args.repeats)
-            m = statistics.median(ours)
-            achieved = flops * m
+            ours, flops = bnlab_block(cfg)
+            blocks = {"bnlab": ours, "torch": torch_block(model, norm), "jax.jit": functional_jit_block(cfg), "nnx.jit": nnx_jit_block(cfg)}
+            r = interleaved_rates({k: b for k, b in blocks.items() if b is not None}, steps, args.repeats)
+            achieved = flops * statistics.median(r["bnlab"])
+            torch_cell = fmt(r["torch"]) if "torch" in r else "skipped (no torch)"
             print(
-                f"{model:<5} {norm:<6} {fmt(ours):<22} {fmt(theirs) if theirs else 'skipped (no torch)':<22} {fmt(functional):<22} {fmt(loop):<22} "
-                f"{(m / statistics.median(theirs)) if theirs else float('nan'):7.2f}x {m / statistics.median(functional):9.2f}x "
-                f"{m / statistics.median(loop):9.2f}x {achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
+                f"{model:<5} {norm:<6} {fmt(r['bnlab']):<20} {torch_cell:<20} {fmt(r['jax.jit']):<20} {fmt(r['nnx.jit']):<20} "
+                f"{paired_ratio(r['bnlab'], r.get('torch')):<18} {paired_ratio(r['bnlab'], r['jax.jit']):<18} "
+                f"{paired_ratio(r['bnlab'], r['nnx.jit']):<18} {achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
             )
     if not args.skip_sweeps:
         print(

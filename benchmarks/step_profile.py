@@ -1,11 +1,14 @@
-"""Where the time of bnlab's CNN training step goes on this machine: a `jax.profiler` trace of one
+"""Where the time of bnlab's training step goes on this machine: a `jax.profiler` trace of one
 compiled chunk, read back with xprof, XLA's ops summed by self time and grouped by what they compute.
 
     pip install xprof   # the profile reader (not a bnlab dependency)
-    python benchmarks/cnn_profile.py [--norm batch] [--steps 200]
+    python benchmarks/step_profile.py [--model cnn] [--norm batch] [--steps 200]
 
-The model is benchmarks/speed.py's CNN (two stages of one 3x3 conv, 16 and 32 channels, 2x2 max
-pooling, batch 60 of 28x28 synthetic images). XLA's CPU backend emits one trace event per compiled
+The models are benchmarks/speed.py's (the MLP 784-100-100-100-10; the CNN: two stages of one 3x3
+conv, 16 and 32 channels, 2x2 max pooling; batch 60 of 28x28 synthetic images). Besides the
+network's own work, the groups show what bnlab's loop adds to a bare step: the step metrics
+(gradient norm of every layer, accuracy, their running sums), the gather of the shuffled batch and
+the epoch permutation (a sort, once per epoch). XLA's CPU backend emits one trace event per compiled
 op only with --xla_cpu_enable_xprof_traceme, which this script sets; the tracing itself slows the
 step, so the shares matter here, not the absolute times.
 """
@@ -34,13 +37,22 @@ def op_groups(hlo_text: str) -> dict[str, str]:
     """Each fusion or op of the compiled step -> a coarse group read from its jax op names."""
     groups = {}
     for line in hlo_text.splitlines():
-        m = re.match(r"\s*%?([\w.\-]+) = .*?metadata=\{op_name=\"([^\"]*)\"", line)
+        m = re.match(r"\s*%?([\w.\-]+) = (\S+) .*?metadata=\{op_name=\"([^\"]*)\"", line)
         if not m:
             continue
-        name, op = m.groups()
+        name, shape, op = m.groups()
         kind = "transpose (backward)" if "transpose(" in op else "forward"
-        if "dot_general" in op or name.startswith(("ynn_fusion", "dot")):
-            what = "matmuls (convolutions, classifier)"
+        last = op.split("/")[-1]
+        if "_shuffle" in op or last == "sort":
+            what, kind = "epoch permutation (sort)", "bookkeeping"
+        elif last == "gather" and "jvp(" not in op:
+            what, kind = "shuffled batch gather", "bookkeeping"
+        elif "jvp(" not in op and shape.startswith("f32[]") or any(k in last for k in ("reduce_sum", "square", "sqrt")) and "jvp(" not in op:
+            what, kind = "step metrics (gradient norms, accuracy, their sums)", "bookkeeping"
+        elif "jvp(" not in op and last in ("add", "mul", "sub"):
+            what, kind = "optimiser update", "bookkeeping"
+        elif "dot_general" in op or name.startswith(("ynn_fusion", "dot")):
+            what = "matmuls (dense layers, convolutions)"
         elif "concatenate" in op or "pad" in op or "slice" in op or name.startswith(("concatenate", "slice_pad")):
             what = "patches: pad, slices, concatenation"
         elif "_where" in op or "select_n" in op or "ge" in op.split("/")[-1]:
@@ -55,6 +67,7 @@ def op_groups(hlo_text: str) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="cnn", choices=["mlp", "cnn"])
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
@@ -62,7 +75,7 @@ def main() -> None:
         from xprof.convert import raw_to_tool_data
     except ImportError:
         sys.exit("needs the profile reader: pip install xprof")
-    cfg = config("cnn", args.norm)
+    cfg = config(args.model, args.norm)
     program = TrainProgram(cfg, load(cfg.data))
     state = program.init(0)
     state, summary = program.train_chunk(state, 20)  # compile and warm up
@@ -86,7 +99,7 @@ def main() -> None:
     by_group = collections.Counter()
     for name, us in by_op.items():
         by_group[groups[name]] += us
-    print(f"CNN, norm {args.norm}: {args.steps} steps traced; XLA ops' time per step {total / args.steps / 1e3:.2f} ms (with tracing)")
+    print(f"{args.model}, norm {args.norm}: {args.steps} steps traced; XLA ops' time per step {total / args.steps / 1e3:.2f} ms (with tracing)")
     for group, us in by_group.most_common():
         print(f"  {100 * us / total:5.1f}%  {group}")
     print("largest single ops:")
