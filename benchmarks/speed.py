@@ -14,7 +14,9 @@ between minutes, and a ratio of medians taken minutes apart mixes that drift in.
 Sweep rows: 8 seeds of the MNIST-size quickstart network (BN, 2,000 steps each), wall time of the
 whole thing including start-up and compilation: one `bnlab run` with its defaults vs eight
 `bnlab run` processes one after another (a shell loop over a training script), with bnlab's
-persistent compilation cache on and off for the loop. The PyTorch rows need torch
+persistent compilation cache on and off for the loop; then the sweeps of benchmarks/sweep_compile.py
+(6 learning rates x 3 seeds, and the quickstart) with a fresh compilation cache: wall time and how
+many training programs were compiled. The PyTorch rows need torch
 (`pip install torch`; a CPU build suffices) and are skipped without it.
 """
 
@@ -34,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import sweep_compile
 from flax import nnx
 from timing import median_seconds
 
@@ -302,6 +305,18 @@ def main() -> None:
         for label, values in results.items():
             med = statistics.median(values)
             print(f"  {label:<42} {med:7.1f} s ({min(values):.1f}-{max(values):.1f})   bnlab throughput {med / base:4.2f}x of this")
+        print(
+            "\nsweeps from a fresh compilation cache, one `bnlab run` each (benchmarks/sweep_compile.py compares them with an "
+            f"earlier commit): wall seconds, median (min-max) of {args.sweep_repeats}, and training programs compiled"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            lr_sweep = Path(tmp) / "lr_sweep.yaml"
+            lr_sweep.write_text(sweep_compile.sweep_config(1000))
+            jobs = (("6 lr x 3 seeds (digits, 1,000 steps each)", lr_sweep), ("configs/quickstart.yaml", ROOT / "configs" / "quickstart.yaml"))
+            for job, path in jobs:
+                runs = [sweep_compile.run(ROOT, path, Path(tmp) / f"{path.stem}{r}") for r in range(args.sweep_repeats)]
+                seconds = [t for t, _ in runs]
+                print(f"  {job:<42} {statistics.median(seconds):7.1f} s ({min(seconds):.1f}-{max(seconds):.1f})   {runs[0][1]} compiled")
 
 
 if __name__ == "__main__":
