@@ -43,8 +43,8 @@ def op_groups(hlo_text: str) -> dict[str, str]:
         name, shape, op = m.groups()
         kind = "transpose (backward)" if "transpose(" in op else "forward"
         last = op.split("/")[-1]
-        if "_shuffle" in op or last == "sort":
-            what, kind = "epoch permutation (sort)", "bookkeeping"
+        if "/cond/branch" in op or last == "sort":  # the epoch cond computes only the permutation
+            what, kind = "epoch permutation", "bookkeeping"
         elif last == "gather" and "jvp(" not in op:
             what, kind = "shuffled batch gather", "bookkeeping"
         elif "jvp(" not in op and shape.startswith("f32[]") or any(k in last for k in ("reduce_sum", "square", "sqrt")) and "jvp(" not in op:

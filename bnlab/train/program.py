@@ -3,7 +3,8 @@
 A chunk is one `lax.fori_loop` (its length is an argument, so every chunk length shares one
 compilation); the training set lives on the device and every batch is sliced from an epoch
 permutation inside the program, so the host only wakes between chunks to log. Step `s` uses
-  - the epoch permutation `permutation(fold_in(data_key, s // steps_per_epoch))`, and
+  - the epoch permutation `jax.random.permutation(fold_in(data_key, s // steps_per_epoch), n)`
+    (computed by train.permutation, faster on a CPU, the same indices), and
   - the key `fold_in(fold_in(root, 2), s)` for dropout and noisy norms,
 so results do not depend on where chunks start or whether a run was resumed from a checkpoint.
 """
@@ -23,6 +24,7 @@ from ..data.dataset import Dataset
 from . import optim
 from .model_fns import ModelFunctions
 from .numbers import as_arrays, split, traced_numbers
+from .permutation import permutation
 from .state import TrainState, layer_norms, per_example, total_steps
 
 
@@ -54,7 +56,7 @@ class TrainProgram:
     # -- data order -------------------------------------------------------------------------------
     def _permutation(self, key: jax.Array, step) -> jax.Array:
         data_key = jax.random.fold_in(key, 1)
-        return jax.random.permutation(jax.random.fold_in(data_key, step // self.steps_per_epoch), self.num_train)
+        return permutation(jax.random.fold_in(data_key, step // self.steps_per_epoch), self.num_train)
 
     def _batch_slice(self, perm: jax.Array, step) -> jax.Array:
         pos = step % self.steps_per_epoch
