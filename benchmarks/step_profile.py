@@ -37,10 +37,15 @@ def op_groups(hlo_text: str) -> dict[str, str]:
     """Each fusion or op of the compiled step -> a coarse group read from its jax op names."""
     groups = {}
     for line in hlo_text.splitlines():
-        m = re.match(r"\s*%?([\w.\-]+) = (\S+) .*?metadata=\{op_name=\"([^\"]*)\"", line)
-        if not m:
+        m = re.match(r"\s*(?:ROOT )?%?([\w.\-]+) = (\S+) (\w[\w\-]*)\(", line)
+        if not m or m.group(3) in ("parameter", "constant", "get-tuple-element", "tuple", "bitcast"):
             continue
-        name, shape, op = m.groups()
+        name, shape, _ = m.groups()
+        label = re.search(r"metadata=\{op_name=\"([^\"]*)\"", line)
+        if label is None:  # made by XLA itself, e.g. the first half of a reduction split in two
+            groups[name] = "ops without a jax name (XLA-made: split reductions, copies)"
+            continue
+        op = label.group(1)
         kind = "transpose (backward)" if "transpose(" in op else "forward"
         last = op.split("/")[-1]
         if "/cond/branch" in op or last == "sort":  # the epoch cond computes only the permutation

@@ -12,7 +12,7 @@ from bnlab.data.dataset import load
 from bnlab.runner.results import RunDir
 from bnlab.train import optim
 from bnlab.train.program import TrainProgram
-from bnlab.train.state import layer_norms
+from bnlab.train.state import global_norm, layer_norms
 
 
 def run(tmp_path, overrides, name="out"):
@@ -116,6 +116,16 @@ def test_layer_norms_match_numpy():
     out = layer_norms(tree)
     assert out["a.kernel"] == pytest.approx(np.linalg.norm(np.arange(6.0)))
     assert out["b.norm.gamma"] == pytest.approx(2.0)
+
+
+def test_layer_and_global_norms_of_every_leaf_shape_match_numpy():
+    rng = np.random.default_rng(0)
+    shapes = {"scalar": (), "bias": (100,), "kernel": (784, 100), "conv": (3, 3, 16, 32)}
+    tree = {k: jnp.asarray(rng.normal(size=s) * 10 ** rng.uniform(-3, 3), jnp.float32) for k, s in shapes.items()}
+    out = layer_norms(tree)
+    for k, v in tree.items():
+        assert float(out[k]) == pytest.approx(np.linalg.norm(np.asarray(v, np.float64)), rel=1e-6)
+    assert float(global_norm(out)) == pytest.approx(float(optax.global_norm(tree)), rel=1e-6)
 
 
 def _grads():

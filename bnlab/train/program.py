@@ -25,7 +25,7 @@ from . import optim
 from .model_fns import ModelFunctions
 from .numbers import as_arrays, split, traced_numbers
 from .permutation import permutation
-from .state import TrainState, layer_norms, per_example, total_steps
+from .state import TrainState, global_norm, layer_norms, per_example, total_steps
 
 
 class TrainProgram:
@@ -89,7 +89,8 @@ class TrainProgram:
         )
         updates, opt_state = tx.update(grads, st.opt_state, st.params)
         params = optax.apply_updates(st.params, updates)
-        step_metrics = {"train_loss": loss, "grad_norm": optax.global_norm(grads), "grad_norms": layer_norms(grads)}
+        grad_norms = layer_norms(grads)
+        step_metrics = {"train_loss": loss, "grad_norm": global_norm(grad_norms), "grad_norms": grad_norms}
         if self.model.task == "classification":
             step_metrics["train_acc"] = jnp.mean(per_example(logits, y_train[idx], self.model.task)[1])
         sums = jax.tree.map(jnp.add, sums, step_metrics)

@@ -23,10 +23,26 @@ def param_name(path: tuple[Any, ...]) -> str:
     return ".".join(keys)
 
 
+def sum_of_squares(leaf: jax.Array) -> jax.Array:
+    """sum(leaf ** 2), its rows summed by a matrix-vector product with ones: XLA's CPU backend runs
+    that several times faster than the reduction it makes of a plain sum, which cost ~10% of the
+    MLP's training step when every layer's gradient norm is logged (README, Speed)."""
+    squares = jnp.square(leaf)
+    if squares.ndim == 0:
+        return squares
+    rows = squares.reshape(-1, squares.shape[-1])
+    return jnp.sum(jnp.dot(rows, jnp.ones(rows.shape[-1], rows.dtype), precision=jax.lax.Precision.HIGHEST))
+
+
 def layer_norms(tree: Any) -> dict[str, jax.Array]:
     """l2 norm of every array in a params-shaped tree, keyed by its readable name."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {param_name(path): jnp.sqrt(jnp.sum(jnp.square(leaf))) for path, leaf in flat}
+    return {param_name(path): jnp.sqrt(sum_of_squares(leaf)) for path, leaf in flat}
+
+
+def global_norm(norms: dict[str, jax.Array]) -> jax.Array:
+    """The l2 norm of the whole tree from its arrays' norms (optax.global_norm without a second pass)."""
+    return jnp.sqrt(sum(jnp.square(n) for n in norms.values()))
 
 
 def per_example(logits: jax.Array, y: jax.Array, task: str) -> tuple[jax.Array, jax.Array | None]:
