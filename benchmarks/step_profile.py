@@ -48,19 +48,20 @@ def op_groups(hlo_text: str) -> dict[str, str]:
         op = label.group(1)
         kind = "transpose (backward)" if "transpose(" in op else "forward"
         last = op.split("/")[-1]
+        outside_model = "jvp(" not in op  # not under value_and_grad: the loop's own work
         if "/cond/branch" in op or last == "sort":  # the epoch cond computes only the permutation
             what, kind = "epoch permutation", "bookkeeping"
-        elif last == "gather" and "jvp(" not in op:
+        elif outside_model and last == "gather":
             what, kind = "shuffled batch gather", "bookkeeping"
-        elif "jvp(" not in op and shape.startswith("f32[]") or any(k in last for k in ("reduce_sum", "square", "sqrt")) and "jvp(" not in op:
+        elif outside_model and (shape.startswith("f32[]") or any(k in last for k in ("reduce_sum", "square", "sqrt"))):
             what, kind = "step metrics (gradient norms, accuracy, their sums)", "bookkeeping"
-        elif "jvp(" not in op and last in ("add", "mul", "sub"):
+        elif outside_model and last in ("add", "mul", "sub"):
             what, kind = "optimiser update", "bookkeeping"
         elif "dot_general" in op or name.startswith(("ynn_fusion", "dot")):
             what = "matmuls (dense layers, convolutions)"
         elif "concatenate" in op or "pad" in op or "slice" in op or name.startswith(("concatenate", "slice_pad")):
             what = "patches: pad, slices, concatenation"
-        elif "_where" in op or "select_n" in op or "ge" in op.split("/")[-1]:
+        elif "_where" in op or "select_n" in op or "ge" in last:
             what = "max pooling and ReLU selections"
         elif any(k in op for k in ("reduce_sum", "rsqrt", "div", "sub", "mean", "var")):
             what = "normalisation and loss reductions"
