@@ -1,11 +1,12 @@
-"""Where a small CNN's training step spends its time on a CPU: a bare `jax.jit` step of the
-benchmark CNN (no bnlab), with XLA's convolution or with convolutions as 9 shifted slices x one
-matmul, with and without BN, against the same network in PyTorch eager, in one process.
+"""Where a small CNN's training step spends its time: a bare `jax.jit` step of the benchmark CNN
+(no bnlab), with XLA's convolution or with convolutions as 9 shifted slices x one matmul, with and
+without BN, against the same network in PyTorch eager, in one process (on a CPU, or on the GPU
+that JAX uses, PyTorch there too).
 
-    python benchmarks/cnn_conv.py [--steps 200] [--repeats 5]
+    python benchmarks/cnn_conv.py [--steps 200] [--repeats 5] [--batch 60]
 
 The network is benchmarks/speed.py's CNN: two stages of one 3x3 conv (16, 32 channels) + ReLU +
-2x2 max pooling (bnlab's three-selection pooling), a linear classifier; batch 60 of 28x28x1, SGD.
+2x2 max pooling (bnlab's three-selection pooling), a linear classifier; batches of 28x28x1, SGD.
 Medians of `repeats` blocks of `steps` steps after a warm-up.
 """
 
@@ -19,10 +20,9 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import optax
+from timing import torch_device, torch_sync
 
 from bnlab.nn.feedforward import max_pool_2x2
-
-BATCH = 60
 
 
 def conv_xla(x, w):
@@ -75,9 +75,9 @@ def make_step(conv, bn: bool):
     return step
 
 
-def jax_rate(conv, bn: bool, steps: int, repeats: int) -> float:
-    x = jax.random.normal(jax.random.PRNGKey(1), (BATCH, 28, 28, 1))
-    y = jnp.arange(BATCH) % 10
+def jax_rate(conv, bn: bool, steps: int, repeats: int, batch: int) -> float:
+    x = jax.random.normal(jax.random.PRNGKey(1), (batch, 28, 28, 1))
+    y = jnp.arange(batch) % 10
     step, p = make_step(conv, bn), init(jax.random.PRNGKey(0))
     p = jax.block_until_ready(step(p, x, y))
     rates = []
@@ -90,7 +90,7 @@ def jax_rate(conv, bn: bool, steps: int, repeats: int) -> float:
     return statistics.median(rates)
 
 
-def torch_rate(bn: bool, steps: int, repeats: int) -> float | None:
+def torch_rate(bn: bool, steps: int, repeats: int, batch: int) -> float | None:
     try:
         import torch
         from torch import nn
@@ -100,15 +100,17 @@ def torch_rate(bn: bool, steps: int, repeats: int) -> float | None:
     for out in (16, 32):
         layers += [nn.Conv2d(ch, out, 3, padding=1, bias=not bn)] + ([nn.BatchNorm2d(out)] if bn else []) + [nn.ReLU(), nn.MaxPool2d(2)]
         ch = out
-    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(7 * 7 * 32, 10))
+    device = torch_device(torch)
+    net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(7 * 7 * 32, 10)).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    x, y = torch.randn(BATCH, 1, 28, 28), torch.arange(BATCH) % 10
+    x, y = torch.randn(batch, 1, 28, 28, device=device), torch.arange(batch, device=device) % 10
 
     def block(n):
         for _ in range(n):
             opt.zero_grad()
             nn.functional.cross_entropy(net(x), y).backward()
             opt.step()
+        torch_sync(torch, device)
 
     block(20)
     rates = []
@@ -123,11 +125,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=60)
     args = parser.parse_args()
-    print(f"steps/s, median of {args.repeats} blocks of {args.steps}; backend {jax.default_backend()}")
+    print(f"steps/s, median of {args.repeats} blocks of {args.steps}, batch {args.batch}; backend {jax.default_backend()}")
     for bn in (False, True):
-        torch = torch_rate(bn, args.steps, args.repeats)
-        xla, slices = jax_rate(conv_xla, bn, args.steps, args.repeats), jax_rate(conv_slices, bn, args.steps, args.repeats)
+        torch = torch_rate(bn, args.steps, args.repeats, args.batch)
+        xla = jax_rate(conv_xla, bn, args.steps, args.repeats, args.batch)
+        slices = jax_rate(conv_slices, bn, args.steps, args.repeats, args.batch)
         ref = f"{torch:6.0f}" if torch else "  (no torch)"
         ratio = f"{xla / torch:.2f}x / {slices / torch:.2f}x" if torch else "-"
         label = "BN" if bn else "no BN"

@@ -1,7 +1,7 @@
 """Training speed: bnlab against a plain PyTorch loop, the Flax examples' `jax.jit` step and a per-step `nnx.jit` loop, sweeps of 8
 seeds end to end, and achieved FLOP/s against this machine's matmul FLOP/s.
 
-    python benchmarks/speed.py [--steps 2000] [--repeats 5] [--sweep-repeats 3] [--skip-sweeps] [--models mlp,cnn]
+    python benchmarks/speed.py [--steps 2000] [--repeats 5] [--sweep-repeats 3] [--skip-sweeps | --skip-single] [--models mlp,cnn]
 
 Models (synthetic 28x28 data, batch 60, SGD lr 0.1), each with norm none and batch:
   - mlp: the quickstart network, 784-100-100-100-10 sigmoid (Ioffe & Szegedy's MNIST net);
@@ -12,12 +12,14 @@ step, a per-step `nnx.jit` loop) run in this process on the same data, one block
 every one of `repeats` rounds, and the ratios are taken within a round: this machine's speed drifts
 between minutes, and a ratio of medians taken minutes apart mixes that drift in.
 Sweep rows: 8 seeds of the MNIST-size quickstart network (BN, 2,000 steps each), wall time of the
-whole thing including start-up and compilation: one `bnlab run` with its defaults vs eight
-`bnlab run` processes one after another (a shell loop over a training script), with bnlab's
-persistent compilation cache on and off for the loop; then the sweeps of benchmarks/sweep_compile.py
-(6 learning rates x 3 seeds, and the quickstart) with a fresh compilation cache: wall time and how
-many training programs were compiled. The PyTorch rows need torch
-(`pip install torch`; a CPU build suffices) and are skipped without it.
+whole thing including start-up and compilation: one `bnlab run` with its defaults (vmapped on an
+accelerator, a worker per core on a CPU), the same with `--vectorize off --workers 1` (one run
+after another in one process), and eight `bnlab run` processes one after another (a shell loop
+over a training script), with bnlab's persistent compilation cache on and off for the loop; then
+the sweeps of benchmarks/sweep_compile.py (6 learning rates x 3 seeds, and the quickstart) with a
+fresh compilation cache: wall time and how many training programs were compiled.
+The PyTorch rows need torch (`pip install torch`; a CPU build suffices) and are skipped without
+it; where JAX runs on a GPU, PyTorch runs on it too.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import numpy as np
 import optax
 import sweep_compile
 from flax import nnx
-from timing import median_seconds
+from timing import median_seconds, torch_device, torch_sync
 
 from bnlab.config.schema import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from bnlab.data.dataset import load as load_dataset
@@ -159,7 +161,8 @@ def functional_jit_block(cfg: Config) -> Callable[[int], None]:
 
 
 def torch_block(model: str, norm: str) -> Callable[[int], None] | None:
-    """A plain eager PyTorch loop, the way most users write one (CPU, default threads); None without torch."""
+    """A plain eager PyTorch loop, the way most users write one (default threads; on the GPU where JAX
+    uses one, data and net there, synchronised at the block's end); None without torch."""
     try:
         import torch
         from torch import nn
@@ -180,11 +183,12 @@ def torch_block(model: str, norm: str) -> Callable[[int], None] | None:
             layers += [nn.ReLU(), nn.MaxPool2d(2)]
             ch = out
         layers += [nn.Flatten(), nn.Linear(7 * 7 * 32, 10)]
-    net = nn.Sequential(*layers)
+    device = torch_device(torch)
+    net = nn.Sequential(*layers).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     ds = load_dataset(DATA)
-    x = torch.from_numpy(np.ascontiguousarray(ds.x_train.transpose(0, 3, 1, 2)))
-    y = torch.from_numpy(ds.y_train.astype(np.int64))
+    x = torch.from_numpy(np.ascontiguousarray(ds.x_train.transpose(0, 3, 1, 2))).to(device)
+    y = torch.from_numpy(ds.y_train.astype(np.int64)).to(device)
     n = len(y) // BATCH
     loss_fn = nn.CrossEntropyLoss()
 
@@ -195,22 +199,36 @@ def torch_block(model: str, norm: str) -> Callable[[int], None] | None:
             loss = loss_fn(net(x[j * BATCH : (j + 1) * BATCH]), y[j * BATCH : (j + 1) * BATCH])
             loss.backward()
             opt.step()
+        torch_sync(torch, device)
 
     return block
 
 
-def matmul_flops(repeats: int = 20, n: int = 2048) -> float:
-    """This machine's practical ceiling: float32 matmul FLOP/s through XLA (median)."""
+def torch_name() -> str:
+    try:
+        import torch
+    except ImportError:
+        return "(no torch)"
+    device = torch_device(torch)
+    return f"{torch.__version__}, " + (torch.cuda.get_device_name() if device == "cuda" else "cpu")
+
+
+def matmul_flops(repeats: int = 20) -> float:
+    """This machine's practical ceiling: float32 matmul FLOP/s through XLA at its default precision
+    (median; 2048^2 on a CPU, 8192^2 to fill an accelerator)."""
+    n = 2048 if jax.default_backend() == "cpu" else 8192
     a = jax.random.normal(jax.random.PRNGKey(0), (n, n))
     f = jax.jit(lambda a: a @ a)
     return 2 * n**3 / median_seconds(lambda: f(a), repeats)
 
 
 def sweep_seconds(repeats: int) -> dict[str, list[float]]:
-    """Wall time of 8 seeds: one bnlab command (defaults) vs a loop of 8 processes."""
+    """Wall time of 8 seeds: one bnlab command (defaults: vmapped on an accelerator, a worker per core
+    on a CPU), the same command running them one by one, and a loop of 8 processes."""
     cfg = textwrap_config()
     out: dict[str, list[float]] = {
         "bnlab run (defaults), 8 seeds": [],
+        "bnlab run --vectorize off --workers 1": [],
         "8 separate processes, compile cache on": [],
         "8 separate processes, compile cache off": [],
     }
@@ -222,6 +240,9 @@ def sweep_seconds(repeats: int) -> dict[str, list[float]]:
             t = time.perf_counter()
             subprocess.run(bnlab + ["--out", f"{tmp}/one{r}"], check=True, cwd=ROOT, capture_output=True)
             out["bnlab run (defaults), 8 seeds"].append(time.perf_counter() - t)
+            t = time.perf_counter()
+            subprocess.run(bnlab + ["--vectorize", "off", "--workers", "1", "--out", f"{tmp}/seq{r}"], check=True, cwd=ROOT, capture_output=True)
+            out["bnlab run --vectorize off --workers 1"].append(time.perf_counter() - t)
             for label, env in (
                 ("8 separate processes, compile cache on", {}),
                 ("8 separate processes, compile cache off", {"BNLAB_JAX_CACHE": "off"}),
@@ -261,33 +282,22 @@ def paired_ratio(ours: list[float], theirs: list[float] | None) -> str:
     return f"{statistics.median(r):5.2f}x ({min(r):.2f}-{max(r):.2f})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sweep-repeats", type=int, default=3)
-    parser.add_argument("--skip-sweeps", action="store_true")
-    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
-    args = parser.parse_args()
-    models = args.models.split(",")
-    unknown = [m for m in models if m not in MODELS]
-    if unknown:
-        parser.error(f"--models: unknown {', '.join(unknown)}; allowed: {', '.join(MODELS)}")
+def single_run_rows(models: list[str], steps: int, repeats: int) -> None:
     ceiling = matmul_flops()
-    print(f"backend: {jax.default_backend()}, {os.cpu_count()} CPU cores; float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (2048^2, median)")
+    print(f"float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (median)")
     print(
-        f"\nsteps/s, median (min-max) of {args.repeats} rounds of {args.steps}-step blocks (CNN: {max(args.steps // 10, 50)}), "
+        f"\nsteps/s, median (min-max) of {repeats} rounds of {steps}-step blocks (CNN: {max(steps // 10, 50)}), "
         "the four implementations timed in turn within each round; ratio = bnlab / other in the same round, median (min-max)"
     )
     header = f"{'model':<5} {'norm':<6} {'bnlab':<20} {'PyTorch eager':<20} {'jax.jit pure step':<20} {'nnx.jit per step':<20}"
     print(header + f" {'vs torch':<18} {'vs jax.jit':<18} {'vs nnx.jit':<18} {'GFLOP/s':>8} {'of ceiling':>10}")
     for model in models:
-        steps = args.steps if model == "mlp" else max(args.steps // 10, 50)
+        model_steps = steps if model == "mlp" else max(steps // 10, 50)
         for norm in ("none", "batch"):
             cfg = config(model, norm)
             ours, flops = bnlab_block(cfg)
             blocks = {"bnlab": ours, "torch": torch_block(model, norm), "jax.jit": functional_jit_block(cfg), "nnx.jit": nnx_jit_block(cfg)}
-            r = interleaved_rates({k: b for k, b in blocks.items() if b is not None}, steps, args.repeats)
+            r = interleaved_rates({k: b for k, b in blocks.items() if b is not None}, model_steps, repeats)
             achieved = flops * statistics.median(r["bnlab"])
             torch_cell = fmt(r["torch"]) if "torch" in r else "skipped (no torch)"
             print(
@@ -295,28 +305,50 @@ def main() -> None:
                 f"{paired_ratio(r['bnlab'], r.get('torch')):<18} {paired_ratio(r['bnlab'], r['jax.jit']):<18} "
                 f"{paired_ratio(r['bnlab'], r['nnx.jit']):<18} {achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
             )
+
+
+def sweep_rows(repeats: int) -> None:
+    print(
+        f"\nsweep of 8 seeds (MNIST-size quickstart net, BN, 2,000 steps each), wall seconds incl. start-up and compiling, "
+        f"median (min-max) of {repeats}"
+    )
+    results = sweep_seconds(repeats)
+    base = statistics.median(results["bnlab run (defaults), 8 seeds"])
+    for label, values in results.items():
+        med = statistics.median(values)
+        print(f"  {label:<42} {med:7.1f} s ({min(values):.1f}-{max(values):.1f})   bnlab throughput {med / base:4.2f}x of this")
+    print(
+        "\nsweeps from a fresh compilation cache, one `bnlab run` each (benchmarks/sweep_compile.py compares them with an "
+        f"earlier commit): wall seconds, median (min-max) of {repeats}, and training programs compiled"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        lr_sweep = Path(tmp) / "lr_sweep.yaml"
+        lr_sweep.write_text(sweep_compile.sweep_config(1000))
+        jobs = (("6 lr x 3 seeds (digits, 1,000 steps each)", lr_sweep), ("configs/quickstart.yaml", ROOT / "configs" / "quickstart.yaml"))
+        for job, path in jobs:
+            runs = [sweep_compile.run(ROOT, path, Path(tmp) / f"{path.stem}{r}") for r in range(repeats)]
+            seconds = [t for t, _ in runs]
+            print(f"  {job:<42} {statistics.median(seconds):7.1f} s ({min(seconds):.1f}-{max(seconds):.1f})   {runs[0][1]} compiled")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--sweep-repeats", type=int, default=3)
+    parser.add_argument("--skip-sweeps", action="store_true")
+    parser.add_argument("--skip-single", action="store_true", help="only the sweep rows")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(unknown)}; allowed: {', '.join(MODELS)}")
+    print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} CPU cores; PyTorch {torch_name()}")
+    if not args.skip_single:
+        single_run_rows(models, args.steps, args.repeats)
     if not args.skip_sweeps:
-        print(
-            f"\nsweep of 8 seeds (MNIST-size quickstart net, BN, 2,000 steps each), wall seconds incl. start-up and compiling, "
-            f"median (min-max) of {args.sweep_repeats}"
-        )
-        results = sweep_seconds(args.sweep_repeats)
-        base = statistics.median(results["bnlab run (defaults), 8 seeds"])
-        for label, values in results.items():
-            med = statistics.median(values)
-            print(f"  {label:<42} {med:7.1f} s ({min(values):.1f}-{max(values):.1f})   bnlab throughput {med / base:4.2f}x of this")
-        print(
-            "\nsweeps from a fresh compilation cache, one `bnlab run` each (benchmarks/sweep_compile.py compares them with an "
-            f"earlier commit): wall seconds, median (min-max) of {args.sweep_repeats}, and training programs compiled"
-        )
-        with tempfile.TemporaryDirectory() as tmp:
-            lr_sweep = Path(tmp) / "lr_sweep.yaml"
-            lr_sweep.write_text(sweep_compile.sweep_config(1000))
-            jobs = (("6 lr x 3 seeds (digits, 1,000 steps each)", lr_sweep), ("configs/quickstart.yaml", ROOT / "configs" / "quickstart.yaml"))
-            for job, path in jobs:
-                runs = [sweep_compile.run(ROOT, path, Path(tmp) / f"{path.stem}{r}") for r in range(args.sweep_repeats)]
-                seconds = [t for t, _ in runs]
-                print(f"  {job:<42} {statistics.median(seconds):7.1f} s ({min(seconds):.1f}-{max(seconds):.1f})   {runs[0][1]} compiled")
+        sweep_rows(args.sweep_repeats)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""Timing helper shared by the benchmarks: medians of repeated calls after a compiling warm-up."""
+"""Timing helpers shared by the benchmarks: medians of repeated calls after a compiling warm-up, and
+where a PyTorch baseline runs (on the accelerator JAX uses, so that the two are compared on one device)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,14 @@ def median_seconds(fn, repeats: int) -> float:
         jax.block_until_ready(fn())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def torch_device(torch) -> str:
+    """'cuda' where JAX runs on a GPU and PyTorch sees one, else 'cpu'."""
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
+def torch_sync(torch, device: str) -> None:
+    """Wait for PyTorch's queued GPU work, so that a block's time includes it (eager CUDA calls return early)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
