@@ -159,3 +159,30 @@ def test_workers_get_one_run_per_structure_until_it_has_compiled(tmp_path):
     assert drain() == []
     dispatch.compiled("norm-none_lr-0.05")
     assert drain() == ["norm-none_lr-0.1", "norm-none_lr-0.2", None, None]  # then the workers stop
+
+
+def test_every_split_is_evaluated_by_one_program_and_equals_a_direct_pass():
+    """Validation, test and training splits of different sizes (144, 359, 1294 digits) share one
+    compiled evaluation program (one batch shape, the last batch of each zero-padded and masked),
+    and the padded examples change nothing: each split's loss and accuracy equal one direct pass."""
+    from bnlab.train.evaluation import Evaluator
+    from bnlab.train.state import per_example
+
+    cfg = to_object(load(None, TINY + ["model.norm=batch", "train.eval_train=true", "train.eval_batch_size=100"]))
+    dataset = load_dataset(cfg.data)
+    program = TrainProgram(cfg, dataset)
+    state, _ = program.train_chunk(program.init(0), 10)
+    evaluator = Evaluator(program.model, cfg, dataset, program.x_train, program.batch_size)
+    with compilations("_evaluate_batch") as seen:
+        row = evaluator.metrics(state, "running")
+    assert len(seen) == 1, seen
+    for split, x, y in (
+        ("val", dataset.x_val, dataset.y_val),
+        ("test", dataset.x_test, dataset.y_test),
+        ("train_eval", dataset.x_train, dataset.y_train),
+    ):
+        assert len(y) % 100 != 0
+        logits = program.model.apply(state.params, state.batch_stats, jnp.asarray(x), train=False).logits
+        losses, correct = per_example(logits, jnp.asarray(y), "classification")
+        assert row[f"{split}_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
+        assert row[f"{split}_acc"] == pytest.approx(float(correct.mean()), abs=1e-6)

@@ -54,7 +54,11 @@ class Evaluator:
         self._recurrent = cfg.model.name in RECURRENT
         self.numbers = traced.as_arrays(traced.traced_numbers(cfg))
         self._population_jit = jax.jit(self._population)
-        self._eval = jax.jit(self._evaluate_batches)
+        self._eval = jax.jit(self._evaluate_batch)
+        # one batch shape for every split, so that they share one compiled program
+        sizes = [len(dataset.y_val), len(dataset.y_test)] + [len(y) for _, y in dataset.extra_tests.values()]
+        sizes += [len(dataset.y_train)] if cfg.train.eval_train else []
+        self.eval_batch_size = max(1, min(cfg.train.eval_batch_size, max(sizes)))
 
     # -- population statistics (Ioffe & Szegedy 2015, Algorithm 2) -----------------------------------
     def _model_numbers(self, numbers):
@@ -102,30 +106,28 @@ class Evaluator:
         return self._population_jit(state.params, state.batch_stats, xs, self._model_numbers(numbers))
 
     # -- evaluation -------------------------------------------------------------------------------
-    def _evaluate_batches(self, params, batch_stats, xs, ys, mask, attributes):
-        def one(batch):
-            x, y, m = batch
-            logits = self.model.apply(params, batch_stats, x, train=False, numbers=attributes).logits
-            losses, correct = per_example(logits, y, self.model.task)
-            return jnp.sum(losses * m), jnp.sum(correct * m) if correct is not None else jnp.float32(jnp.nan)
-
-        loss_sums, correct = jax.lax.map(one, (xs, ys, mask))
-        count = jnp.sum(mask)
-        return jnp.sum(loss_sums) / count, jnp.sum(correct) / count
+    def _evaluate_batch(self, params, batch_stats, x, y, mask, attributes):
+        logits = self.model.apply(params, batch_stats, x, train=False, numbers=attributes).logits
+        losses, correct = per_example(logits, y, self.model.task)
+        return jnp.sum(losses * mask), jnp.sum(correct * mask) if correct is not None else jnp.float32(jnp.nan)
 
     def evaluate(self, state: TrainState, x: np.ndarray, y: np.ndarray, numbers=None) -> tuple[float, float]:
-        """Mean loss and accuracy (NaN for regression) in evaluation mode, with state's BN statistics."""
+        """Mean loss and accuracy (NaN for regression) in evaluation mode, with state's BN statistics,
+        in batches of `eval_batch_size` (the last one zero-padded and masked); sums stay on the device."""
         n = len(y)
         if n == 0:
             return float("nan"), float("nan")
-        bs = min(self.cfg.train.eval_batch_size, n)
-        nb = -(-n // bs)
-        pad = nb * bs - n
-        xs = np.concatenate([x, np.zeros((pad,) + x.shape[1:], x.dtype)]).reshape((nb, bs) + x.shape[1:])
-        ys = np.concatenate([y, np.zeros((pad,) + y.shape[1:], y.dtype)]).reshape((nb, bs) + y.shape[1:])
-        mask = (np.arange(nb * bs) < n).astype(np.float32).reshape(nb, bs)
-        loss, acc = self._eval(state.params, state.batch_stats, xs, ys, mask, self._model_numbers(numbers))
-        return float(loss), float(acc)
+        bs, attributes = self.eval_batch_size, self._model_numbers(numbers)
+        loss_sum = correct_sum = 0.0
+        for start in range(0, n, bs):
+            xb, yb, pad = x[start : start + bs], y[start : start + bs], max(start + bs - n, 0)
+            if pad:
+                xb = np.concatenate([xb, np.zeros((pad,) + x.shape[1:], x.dtype)])
+                yb = np.concatenate([yb, np.zeros((pad,) + y.shape[1:], y.dtype)])
+            mask = (np.arange(bs) < bs - pad).astype(np.float32)
+            loss, correct = self._eval(state.params, state.batch_stats, xb, yb, mask, attributes)
+            loss_sum, correct_sum = loss_sum + loss, correct_sum + correct
+        return float(loss_sum) / n, float(correct_sum) / n
 
     def metrics(self, state: TrainState, bn_stats: str, numbers=None) -> dict[str, Any]:
         """Validation and test metrics with running or population BN statistics; BN nets record which.
