@@ -15,9 +15,10 @@ Sweep rows: 8 seeds of the MNIST-size quickstart network (BN, 2,000 steps each),
 whole thing including start-up and compilation: one `bnlab run` with its defaults (vmapped on an
 accelerator, a worker per core on a CPU), the same with `--vectorize off --workers 1` (one run
 after another in one process), and eight `bnlab run` processes one after another (a shell loop
-over a training script), with bnlab's persistent compilation cache on and off for the loop; then
-the sweeps of benchmarks/sweep_compile.py (6 learning rates x 3 seeds, and the quickstart) with a
-fresh compilation cache: wall time and how many training programs were compiled.
+over a training script), with bnlab's persistent compilation cache on and off for the loop, each
+measurement from an empty cache; then the sweeps of benchmarks/sweep_compile.py (6 learning rates
+x 3 seeds, and the quickstart), also from an empty cache: wall time and how many training programs
+were compiled.
 The PyTorch rows need torch (`pip install torch`; a CPU build suffices) and are skipped without
 it; where JAX runs on a GPU, PyTorch runs on it too.
 """
@@ -224,38 +225,29 @@ def matmul_flops(repeats: int = 20) -> float:
 
 def sweep_seconds(repeats: int) -> dict[str, list[float]]:
     """Wall time of 8 seeds: one bnlab command (defaults: vmapped on an accelerator, a worker per core
-    on a CPU), the same command running them one by one, and a loop of 8 processes."""
+    on a CPU), the same command running them one by one, and a loop of 8 processes. Every measurement
+    starts from its own empty compilation cache (a user's first sweep; the loop's processes share
+    one), so that none is faster for running after another that compiled the same programs."""
     cfg = textwrap_config()
-    out: dict[str, list[float]] = {
-        "bnlab run (defaults), 8 seeds": [],
-        "bnlab run --vectorize off --workers 1": [],
-        "8 separate processes, compile cache on": [],
-        "8 separate processes, compile cache off": [],
-    }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "sweep.yaml"
         path.write_text(cfg)
         bnlab = [sys.executable, "-m", "bnlab", "run", str(path), "--quiet"]
+        loop = [bnlab + [f"sweep.grid.seed=[{seed}]"] for seed in range(8)]  # a folder per config
+        measurements = {
+            "bnlab run (defaults), 8 seeds": [bnlab],
+            "bnlab run --vectorize off --workers 1": [bnlab + ["--vectorize", "off", "--workers", "1"]],
+            "8 separate processes, compile cache on": loop,
+            "8 separate processes, compile cache off": loop,
+        }
+        out: dict[str, list[float]] = {label: [] for label in measurements}
         for r in range(repeats):
-            t = time.perf_counter()
-            subprocess.run(bnlab + ["--out", f"{tmp}/one{r}"], check=True, cwd=ROOT, capture_output=True)
-            out["bnlab run (defaults), 8 seeds"].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            subprocess.run(bnlab + ["--vectorize", "off", "--workers", "1", "--out", f"{tmp}/seq{r}"], check=True, cwd=ROOT, capture_output=True)
-            out["bnlab run --vectorize off --workers 1"].append(time.perf_counter() - t)
-            for label, env in (
-                ("8 separate processes, compile cache on", {}),
-                ("8 separate processes, compile cache off", {"BNLAB_JAX_CACHE": "off"}),
-            ):
+            for m, (label, commands) in enumerate(measurements.items()):
+                cache = "off" if label.endswith("cache off") else f"{tmp}/cache-{r}-{m}"
                 t = time.perf_counter()
-                for seed in range(8):
-                    subprocess.run(
-                        bnlab + [f"sweep.grid.seed=[{seed}]", "--out", f"{tmp}/loop{r}{label[-3:]}/seed{seed}"],  # a folder per config
-                        check=True,
-                        cwd=ROOT,
-                        capture_output=True,
-                        env={**os.environ, **env},
-                    )
+                for i, command in enumerate(commands):
+                    env = {**os.environ, "BNLAB_JAX_CACHE": cache}
+                    subprocess.run(command + ["--out", f"{tmp}/out-{r}-{m}/{i}"], check=True, cwd=ROOT, capture_output=True, env=env)
                 out[label].append(time.perf_counter() - t)
     return out
 
