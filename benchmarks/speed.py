@@ -319,7 +319,7 @@ def sweep_rows(repeats: int) -> None:
         jobs = (("6 lr x 3 seeds (digits, 1,000 steps each)", lr_sweep), ("configs/quickstart.yaml", ROOT / "configs" / "quickstart.yaml"))
         for job, path in jobs:
             runs = [sweep_compile.run(ROOT, path, Path(tmp) / f"{path.stem}{r}") for r in range(repeats)]
-            seconds = [t for t, _ in runs]
+            seconds = [t for t, *_ in runs]
             print(f"  {job:<42} {statistics.median(seconds):7.1f} s ({min(seconds):.1f}-{max(seconds):.1f})   {runs[0][1]} compiled")
 
 

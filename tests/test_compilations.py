@@ -186,3 +186,33 @@ def test_every_split_is_evaluated_by_one_program_and_equals_a_direct_pass():
         losses, correct = per_example(logits, jnp.asarray(y), "classification")
         assert row[f"{split}_loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
         assert row[f"{split}_acc"] == pytest.approx(float(correct.mean()), abs=1e-6)
+
+
+def test_init_numbers_are_traced_arguments_of_one_initial_state_program():
+    """model.init_scale, init_std, norm_gamma_init and recurrent_gain reach the initial values (the
+    same seed gives exactly scaled kernels, and the norms' scale equals gamma), and every init
+    config of one structure shares one compiled initial-state program."""
+    from bnlab.train.model_fns import ModelFunctions
+
+    def model(overrides):
+        cfg = to_object(load(None, TINY + overrides))
+        ds = load_dataset(cfg.data)
+        return cfg, ModelFunctions(cfg.model, ds.image_shape, ds.num_classes, ds.task)
+
+    import dataclasses
+
+    for base, key, a, b, kernels in [
+        (["model.init=he_normal", "model.norm=batch"], "init_scale", 1.0, 3.0, lambda p: [p["hidden"][0]["layer"]["kernel"], p["head"]["kernel"]]),
+        (["model.init=normal"], "init_std", 0.05, 0.2, lambda p: [p["hidden"][1]["layer"]["kernel"]]),
+        (["model.name=rnn", "model.norm=none"], "recurrent_gain", 1.0, 1.5, lambda p: [p["hidden"][0]["h"]["kernel"], p["hidden"][1]["h"]["kernel"]]),
+    ]:
+        cfg, fns = model(base)
+        with compilations("init") as seen:
+            pa, _ = fns.init_variables(4, dataclasses.replace(cfg.model, **{key: a}))
+            pb, _ = fns.init_variables(4, dataclasses.replace(cfg.model, **{key: b}))
+        assert len(seen) == 1, (key, seen)
+        for ka, kb in zip(kernels(pa), kernels(pb)):
+            np.testing.assert_allclose(np.asarray(kb), np.asarray(ka) * (b / a), rtol=2e-6, err_msg=key)
+    cfg, fns = model(["model.norm=batch"])
+    params, _ = fns.init_variables(0, dataclasses.replace(cfg.model, norm_gamma_init=0.25))
+    np.testing.assert_array_equal(np.asarray(params["hidden"][0]["norm"]["scale"]), 0.25)

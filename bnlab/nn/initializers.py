@@ -24,8 +24,9 @@ INITIALIZERS.register("normal", doc="normal with std model.init_std (Ioffe's sma
 
 
 def kernel_init(cfg: ModelConfig) -> Initializer:
-    """The configured initialiser times `model.init_scale` (a deliberately bad init when far from 1)."""
+    """The configured initialiser times `model.init_scale` (a deliberately bad init when far from 1).
+    The init numbers may be traced (one initial-state program per structure), so no branch on them."""
+    if cfg.init == "normal":  # one std: the values XLA gave when it folded the two constant factors
+        return nnx.initializers.normal(cfg.init_std * cfg.init_scale)
     base = INITIALIZERS.get(cfg.init)(cfg)
-    if cfg.init_scale == 1.0:
-        return base
     return lambda key, shape, dtype=jnp.float32: cfg.init_scale * base(key, shape, dtype)

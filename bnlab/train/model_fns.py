@@ -8,15 +8,15 @@ back inside the caller's trace, so the compiled programs see plain pytrees only.
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from ..config.schema import ModelConfig
 from ..nn.models import build
-from .numbers import set_module_numbers
+from .numbers import INIT_NUMBERS, set_module_numbers
 from .state import Forward, per_example
 
 
@@ -27,7 +27,7 @@ class ModelFunctions:
         self.model_cfg, self.image_shape, self.num_classes, self.task = model_cfg, tuple(image_shape), num_classes, task
         # shapes only (nnx.eval_shape): building the module eagerly would compile every initialiser op
         self.graphdef, self._param_template, self._stats_template = nnx.split(self.abstract(model_cfg), nnx.Param, nnx.BatchStat)
-        self._init_fns: dict[str, Any] = {}
+        self._init_fn = None
         self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
         self.num_hidden = len(nnx.to_pure_dict(self._param_template)["hidden"])
 
@@ -65,15 +65,17 @@ class ModelFunctions:
 
     def init_variables(self, seed: int, model_cfg: ModelConfig | None = None) -> tuple[Any, Any]:
         """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in init
-        numbers only. One compiled program per init config (the seed is traced), instead of one
-        compilation per initialiser op and shape, which dominated sweeps over many structures."""
+        numbers only. One compiled program per structure: the seed and the init numbers are traced
+        (they only scale or fill values), instead of one compilation per initialiser op and shape,
+        which dominated sweeps over many structures, or one per init config."""
         cfg = model_cfg or self.model_cfg
-        key = json.dumps(dataclasses.asdict(cfg), sort_keys=True)
-        if key not in self._init_fns:
+        numbers = {k: jnp.float32(getattr(cfg, k)) for k in INIT_NUMBERS}
+        if self._init_fn is None:
 
-            def init(seed):
-                _, params, stats = nnx.split(self.build(cfg, jax.random.key(seed)), nnx.Param, nnx.BatchStat)  # as nnx.Rngs(params=seed)
+            def init(seed, numbers):
+                traced_cfg = dataclasses.replace(self.model_cfg, **numbers)
+                _, params, stats = nnx.split(self.build(traced_cfg, jax.random.key(seed)), nnx.Param, nnx.BatchStat)  # as nnx.Rngs(params=seed)
                 return nnx.to_pure_dict(params), nnx.to_pure_dict(stats)
 
-            self._init_fns[key] = jax.jit(init)
-        return self._init_fns[key](seed)
+            self._init_fn = jax.jit(init)
+        return self._init_fn(seed, numbers)

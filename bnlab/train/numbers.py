@@ -21,7 +21,9 @@ from ..config.schema import Config
 OPTIMIZER_NUMBERS = ("lr", "momentum", "b1", "b2", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue", "final_lr_fraction", "decay_factor")
 # model number -> the attribute of the modules (norms, hidden layers) that holds it
 MODEL_NUMBERS = {"bn_momentum": "momentum", "norm_epsilon": "epsilon", "dropout": "dropout_rate", "renorm_rmax": "rmax", "renorm_dmax": "dmax"}
-INIT_KEYS = ("seed", "model.init_scale", "model.init_std", "model.norm_gamma_init", "model.recurrent_gain")
+# model numbers that only scale or fill the initial values: traced arguments of the initial state's program
+INIT_NUMBERS = ("init_scale", "init_std", "norm_gamma_init", "recurrent_gain")
+INIT_KEYS = ("seed",) + tuple(f"model.{k}" for k in INIT_NUMBERS)
 # numbers for which zero removes a part of the program (so zero stays static)
 _ZERO_IS_STRUCTURE = ("optim.weight_decay", "model.dropout")
 NOT_PROGRAM = ("name", "sweep", "diagnostics", "train.checkpoint_every", "train.log_every")
