@@ -216,3 +216,5 @@ def test_init_numbers_are_traced_arguments_of_one_initial_state_program():
     cfg, fns = model(["model.norm=batch"])
     params, _ = fns.init_variables(0, dataclasses.replace(cfg.model, norm_gamma_init=0.25))
     np.testing.assert_array_equal(np.asarray(params["hidden"][0]["norm"]["scale"]), 0.25)
+    with pytest.raises(ValueError, match="more than its numbers"):
+        fns.init_variables(0, dataclasses.replace(cfg.model, init="he_normal"))

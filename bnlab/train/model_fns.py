@@ -16,7 +16,7 @@ from flax import nnx
 
 from ..config.schema import ModelConfig
 from ..nn.models import build
-from .numbers import INIT_NUMBERS, set_module_numbers
+from .numbers import INIT_NUMBERS, MODEL_NUMBERS, set_module_numbers
 from .state import Forward, per_example
 
 
@@ -64,11 +64,14 @@ class ModelFunctions:
         return per_example(out.logits, y, self.task)[0].mean(), (out.logits, out.batch_stats)
 
     def init_variables(self, seed: int, model_cfg: ModelConfig | None = None) -> tuple[Any, Any]:
-        """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in init
-        numbers only. One compiled program per structure: the seed and the init numbers are traced
-        (they only scale or fill values), instead of one compilation per initialiser op and shape,
-        which dominated sweeps over many structures, or one per init config."""
+        """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in its
+        numbers only (train.numbers). One compiled program per structure: the seed and the init
+        numbers are traced (they only scale or fill values), instead of one compilation per
+        initialiser op and shape, which dominated sweeps over many structures, or one per init config."""
         cfg = model_cfg or self.model_cfg
+        numbers_only = (*INIT_NUMBERS, *MODEL_NUMBERS)  # the traced model numbers (BN momentum, ...) do not touch initial values
+        if dataclasses.replace(cfg, **{k: getattr(self.model_cfg, k) for k in numbers_only}) != self.model_cfg:
+            raise ValueError("init_variables: model_cfg differs from this structure's in more than its numbers")
         numbers = {k: jnp.float32(getattr(cfg, k)) for k in INIT_NUMBERS}
         if self._init_fn is None:
 
