@@ -234,19 +234,18 @@ def sweep_seconds(repeats: int) -> dict[str, list[float]]:
         path.write_text(cfg)
         bnlab = [sys.executable, "-m", "bnlab", "run", str(path), "--quiet"]
         loop = [bnlab + [f"sweep.grid.seed=[{seed}]"] for seed in range(8)]  # a folder per config
-        measurements = {
-            "bnlab run (defaults), 8 seeds": [bnlab],
-            "bnlab run --vectorize off --workers 1": [bnlab + ["--vectorize", "off", "--workers", "1"]],
-            "8 separate processes, compile cache on": loop,
-            "8 separate processes, compile cache off": loop,
-        }
-        out: dict[str, list[float]] = {label: [] for label in measurements}
+        measurements = [  # (label, commands, compilation cache on)
+            ("bnlab run (defaults), 8 seeds", [bnlab], True),
+            ("bnlab run --vectorize off --workers 1", [bnlab + ["--vectorize", "off", "--workers", "1"]], True),
+            ("8 separate processes, compile cache on", loop, True),
+            ("8 separate processes, compile cache off", loop, False),
+        ]
+        out: dict[str, list[float]] = {label: [] for label, _, _ in measurements}
         for r in range(repeats):
-            for m, (label, commands) in enumerate(measurements.items()):
-                cache = "off" if label.endswith("cache off") else f"{tmp}/cache-{r}-{m}"
+            for m, (label, commands, cached) in enumerate(measurements):
+                env = {**os.environ, "BNLAB_JAX_CACHE": f"{tmp}/cache-{r}-{m}" if cached else "off"}
                 t = time.perf_counter()
                 for i, command in enumerate(commands):
-                    env = {**os.environ, "BNLAB_JAX_CACHE": cache}
                     subprocess.run(command + ["--out", f"{tmp}/out-{r}-{m}/{i}"], check=True, cwd=ROOT, capture_output=True, env=env)
                 out[label].append(time.perf_counter() - t)
     return out

@@ -31,27 +31,26 @@ INIT = re.compile(r"Finished XLA compilation of jit\(init\)")
 INIT_HIT = re.compile(r"Persistent compilation cache hit for 'jit_init'")
 
 
-def sweep_config(steps: int) -> str:
+def _config(name: str, optim: str, steps: int, logs: int, grid: str) -> str:
+    """The quickstart MLP with BN on the digits, swept over `grid`."""
     return (
-        "name: lr_sweep\n"
+        f"name: {name}\n"
         "data: {name: digits}\n"
         "model: {name: mlp, depth: 3, width: 100, activation: sigmoid, init: normal, norm: batch}\n"
-        "optim: {name: sgd}\n"
-        f"train: {{batch_size: 60, steps: {steps}, log_every: {max(steps // 5, 1)}}}\n"
-        "sweep: {grid: {optim.lr: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], seed: [0, 1, 2]}}\n"
+        f"optim: {optim}\n"
+        f"train: {{batch_size: 60, steps: {steps}, log_every: {max(steps // logs, 1)}}}\n"
+        f"sweep: {{grid: {{{grid}}}}}\n"
     )
+
+
+def sweep_config(steps: int) -> str:
+    """6 learning rates x 3 seeds: one structure, one initial state per seed."""
+    return _config("lr_sweep", "{name: sgd}", steps, 5, "optim.lr: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], seed: [0, 1, 2]")
 
 
 def init_sweep_config(steps: int) -> str:
     """6 init scales x 2 seeds: one structure, six init configs."""
-    return (
-        "name: init_sweep\n"
-        "data: {name: digits}\n"
-        "model: {name: mlp, depth: 3, width: 100, activation: sigmoid, init: normal, norm: batch}\n"
-        "optim: {name: sgd, lr: 0.1}\n"
-        f"train: {{batch_size: 60, steps: {steps}, log_every: {max(steps // 2, 1)}}}\n"
-        "sweep: {grid: {model.init_scale: [0.25, 0.5, 1.0, 2.0, 4.0, 8.0], seed: [0, 1]}}\n"
-    )
+    return _config("init_sweep", "{name: sgd, lr: 0.1}", steps, 2, "model.init_scale: [0.25, 0.5, 1.0, 2.0, 4.0, 8.0], seed: [0, 1]")
 
 
 def run(code: Path, config: Path, out: Path) -> tuple[float, int, int]:
