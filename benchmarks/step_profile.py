@@ -109,8 +109,8 @@ def main() -> None:
     for group, us in by_group.most_common():
         print(f"  {100 * us / total:5.1f}%  {group}")
     print("largest single ops:")
-    for name, us in by_op.most_common(8):
-        print(f"  {100 * us / total:5.1f}%  {name} ({groups[name]})")
+    for name, us in by_op.most_common(12):
+        print(f"  {100 * us / total:5.1f}%  {us / args.steps:6.0f} us  {name} ({groups[name]})")
 
 
 if __name__ == "__main__":

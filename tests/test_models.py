@@ -1,5 +1,7 @@
 """Models: placement of norms, bias dropping, initialisers and their scale, dropout."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -92,6 +94,30 @@ def test_reshape_max_pool_equals_flax_max_pool_and_its_gradient(shape):
     np.testing.assert_array_equal(max_pool_2x2(x), flax_pool(x))
     loss = lambda pool: jax.grad(lambda a: jnp.sum(jnp.sin(pool(a)) * jnp.arange(1.0, 1.0 + a.shape[-1])))(x)  # noqa: E731
     np.testing.assert_array_equal(loss(max_pool_2x2), loss(flax_pool))
+
+
+def test_max_pool_forward_mode_second_order_and_vmap_match_flax_max_pool():
+    """The pool's own tangent rule serves every transformation: forward mode, the Hessian-vector
+    products of the curvature probes (forward over reverse) and vmapped sweeps."""
+    from bnlab.nn.feedforward import max_pool_2x2
+
+    x = jnp.round(2 * jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 3)))  # ties
+    v = jax.random.normal(jax.random.PRNGKey(1), x.shape)
+    flax_pool = lambda a: nnx.max_pool(a, (2, 2), strides=(2, 2))  # noqa: E731
+
+    def values(pool, a):
+        return pool(a)
+
+    def gradient(pool, a):
+        return jax.grad(lambda b: jnp.sum(jnp.sin(pool(b)) ** 2))(a)
+
+    for fn in (values, gradient):
+        ours, theirs = (jax.jvp(functools.partial(fn, pool), (x,), (v,)) for pool in (max_pool_2x2, flax_pool))
+        np.testing.assert_allclose(ours[0], theirs[0], rtol=1e-6)
+        np.testing.assert_allclose(ours[1], theirs[1], rtol=1e-6, atol=1e-7)
+    batched = jnp.stack([x, -x])
+    grads = [jax.vmap(jax.grad(functools.partial(lambda p, a: jnp.sum(jnp.sin(p(a))), pool)))(batched) for pool in (max_pool_2x2, flax_pool)]
+    np.testing.assert_array_equal(*grads)
 
 
 @pytest.mark.parametrize("shape,bias", [((3, 8, 8, 2), True), ((2, 7, 5, 3), False), ((4, 1, 1, 6), True)])
