@@ -120,6 +120,18 @@ def test_max_pool_forward_mode_second_order_and_vmap_match_flax_max_pool():
     np.testing.assert_array_equal(*grads)
 
 
+def test_max_pool_gradients_fusion_boundary_is_cpu_only():
+    """The conditional that keeps XLA:CPU from recomputing the pooled gradient would make a GPU wait
+    for its predicate on the host each step: lowered for a GPU or TPU, the gradient has none."""
+    from bnlab.nn.feedforward import max_pool_2x2
+
+    grad = jax.jit(jax.grad(lambda a: jnp.sum(jnp.sin(max_pool_2x2(a)))))
+    x = jnp.ones((2, 4, 4, 3))
+    lowered = {p: jax.export.export(grad, platforms=[p])(x).mlir_module() for p in ("cpu", "cuda", "tpu")}
+    assert "is_finite" in lowered["cpu"]
+    assert "is_finite" not in lowered["cuda"] and "is_finite" not in lowered["tpu"]
+
+
 @pytest.mark.parametrize("shape,bias", [((3, 8, 8, 2), True), ((2, 7, 5, 3), False), ((4, 1, 1, 6), True)])
 def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias):
     from bnlab.nn.feedforward import SlicedConv

@@ -105,13 +105,18 @@ def _max_pool_windows_jvp(primals, tangents):
 
 
 def _computed_once(v: jax.Array, x: jax.Array) -> jax.Array:
-    """v, passed through a conditional whose branches both return it (its predicate, from x, only
-    has to be unknown to the compiler). In the gradient this holds the pooled output's cotangent:
-    without it XLA's CPU backend fuses that cotangent's producer, the next convolution's col2im
-    (nine shifted pads), into the broadcast over each window and recomputes it four times
-    (measured: the largest op of the CNN's step). A conditional is a fusion boundary XLA keeps;
-    `optimization_barrier` is dropped before fusion on a CPU."""
-    return jax.lax.cond(jnp.isfinite(x.reshape(-1)[0]), lambda a: a, lambda a: a + 0.0, v)
+    """v, on a CPU passed through a conditional whose branches both return it (its predicate, from
+    x, only has to be unknown to the compiler). In the gradient this holds the pooled output's
+    cotangent: without it XLA's CPU backend fuses that cotangent's producer, the next
+    convolution's col2im (nine shifted pads), into the broadcast over each window and recomputes
+    it four times (measured: the largest op of the CNN's step). A conditional is a fusion boundary
+    XLA keeps; `optimization_barrier` is dropped before fusion on a CPU. Elsewhere v as it is: a
+    GPU would wait for the predicate on the host."""
+
+    def held(v, x):
+        return jax.lax.cond(jnp.isfinite(x.reshape(-1)[0]), lambda a: a, lambda a: a + 0.0, v)
+
+    return jax.lax.platform_dependent(v, x, cpu=held, default=lambda v, x: v)
 
 
 def max_pool_2x2(x: jax.Array) -> jax.Array:
