@@ -1,16 +1,19 @@
 """Training speed: bnlab against a plain PyTorch loop, the Flax examples' `jax.jit` step and a per-step `nnx.jit` loop, sweeps of 8
 seeds end to end, and achieved FLOP/s against this machine's matmul FLOP/s.
 
-    python benchmarks/speed.py [--steps 2000] [--repeats 5] [--sweep-repeats 3] [--skip-sweeps | --skip-single] [--models mlp,cnn]
+    python benchmarks/speed.py [--steps 2000] [--repeats 5] [--blocks 3] [--sweep-repeats 3] [--skip-sweeps | --skip-single] [--models mlp,cnn]
 
 Models (synthetic 28x28 data, batch 60, SGD lr 0.1), each with norm none and batch:
   - mlp: the quickstart network, 784-100-100-100-10 sigmoid (Ioffe & Szegedy's MNIST net);
   - cnn: two stages of one 3x3 conv (16, 32 channels) + ReLU + 2x2 max pooling, linear classifier.
 Single-run rows: steps/s of blocks of `steps` steps (CNN: steps/10, at least 50) after a warm-up
 that compiles; the four implementations (bnlab, PyTorch eager, the Flax examples' pure `jax.jit`
-step, a per-step `nnx.jit` loop) run in this process on the same data, one block each in turn in
-every one of `repeats` rounds, and the ratios are taken within a round: this machine's speed drifts
-between minutes, and a ratio of medians taken minutes apart mixes that drift in.
+step, a per-step `nnx.jit` loop) run on the same data, each in a process of its own (as a user
+runs one; in one process the frameworks' idle worker threads slowed each other: bnlab's CNN blocks
+dropped from ~320 to ~180 steps/s after PyTorch blocks, and PyTorch's rose after bnlab's), one
+process per implementation in every one of `repeats` rounds (in turn, the order rotating), each
+timing `--blocks` blocks of every model; the ratios are taken within a round: this machine's speed
+drifts between minutes, and a ratio of medians taken minutes apart mixes that drift in.
 Sweep rows: 8 seeds of the MNIST-size quickstart network (BN, 2,000 steps each), wall time of the
 whole thing including start-up and compilation: one `bnlab run` with its defaults (vmapped on an
 accelerator, a worker per core on a CPU), the same with `--vectorize off --workers 1` (one run
@@ -26,6 +29,7 @@ it; where JAX runs on a GPU, PyTorch runs on it too.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -66,18 +70,60 @@ def config(model: str, norm: str) -> Config:
     )
 
 
-def interleaved_rates(blocks: dict[str, Callable[[int], None]], steps: int, repeats: int) -> dict[str, list[float]]:
-    """Steps/s of each implementation's `steps`-step block, timed in turn within every round (after
-    one compiling warm-up each), so that the machine's drift hits all of them alike: round r's
-    rates are comparable with each other even when the rounds are not."""
-    for block in blocks.values():
-        block(min(steps, 50))
-    out: dict[str, list[float]] = {name: [] for name in blocks}
-    for _ in range(repeats):
-        for name, block in blocks.items():
+NORMS = ("none", "batch")
+IMPLEMENTATIONS = ("bnlab", "torch", "jax.jit", "nnx.jit")
+
+
+def block_steps(model: str, steps: int) -> int:
+    return steps if model == "mlp" else max(steps // 10, 50)
+
+
+def implementation_block(implementation: str, model: str, norm: str) -> Callable[[int], None] | None:
+    cfg = config(model, norm)
+    if implementation == "bnlab":
+        return bnlab_block(cfg)[0]
+    if implementation == "torch":
+        return torch_block(model, norm)
+    return functional_jit_block(cfg) if implementation == "jax.jit" else nnx_jit_block(cfg)
+
+
+def rates_in_this_process(implementation: str, models: list[str], steps: int, blocks: int) -> dict[str, list[float]]:
+    """Steps/s of `blocks` blocks of every model with one implementation, after one compiling warm-up
+    each, the models in turn within every block round; {} for PyTorch without torch."""
+    runs = {f"{m}/{n}": (implementation_block(implementation, m, n), block_steps(m, steps)) for m in models for n in NORMS}
+    runs = {key: run for key, run in runs.items() if run[0] is not None}
+    for block, n in runs.values():
+        block(min(n, 50))
+    out: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(blocks):
+        for key, (block, n) in runs.items():
             t = time.perf_counter()
-            block(steps)
-            out[name].append(steps / (time.perf_counter() - t))
+            block(n)
+            out[key].append(n / (time.perf_counter() - t))
+    return out
+
+
+def separate_process_rates(models: list[str], steps: int, repeats: int, blocks: int) -> dict[str, dict[str, list[float]]]:
+    """{implementation: {"model/norm": [the median block rate of each round]}}: every round runs one
+    process per implementation, in an order that rotates between rounds."""
+    out: dict[str, dict[str, list[float]]] = {i: {} for i in IMPLEMENTATIONS}
+    for r in range(repeats):
+        for implementation in IMPLEMENTATIONS[r % 4 :] + IMPLEMENTATIONS[: r % 4]:
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                implementation,
+                "--models",
+                ",".join(models),
+                "--steps",
+                str(steps),
+                "--blocks",
+                str(blocks),
+            ]
+            done = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT)
+            for key, rates in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                out[implementation].setdefault(key, []).append(statistics.median(rates))
     return out
 
 
@@ -273,28 +319,26 @@ def paired_ratio(ours: list[float], theirs: list[float] | None) -> str:
     return f"{statistics.median(r):5.2f}x ({min(r):.2f}-{max(r):.2f})"
 
 
-def single_run_rows(models: list[str], steps: int, repeats: int) -> None:
+def single_run_rows(models: list[str], steps: int, repeats: int, blocks: int) -> None:
     ceiling = matmul_flops()
     print(f"float32 matmul ceiling {ceiling / 1e9:.1f} GFLOP/s (median)")
     print(
-        f"\nsteps/s, median (min-max) of {repeats} rounds of {steps}-step blocks (CNN: {max(steps // 10, 50)}), "
-        "the four implementations timed in turn within each round; ratio = bnlab / other in the same round, median (min-max)"
+        f"\nsteps/s, median (min-max) over {repeats} rounds of each round's median of {blocks} {steps}-step blocks "
+        f"(CNN: {block_steps('cnn', steps)}), every implementation in its own process in each round; "
+        "ratio = bnlab / other in the same round, median (min-max)"
     )
     header = f"{'model':<5} {'norm':<6} {'bnlab':<20} {'PyTorch eager':<20} {'jax.jit pure step':<20} {'nnx.jit per step':<20}"
     print(header + f" {'vs torch':<18} {'vs jax.jit':<18} {'vs nnx.jit':<18} {'GFLOP/s':>8} {'of ceiling':>10}")
+    r = separate_process_rates(models, steps, repeats, blocks)
     for model in models:
-        model_steps = steps if model == "mlp" else max(steps // 10, 50)
-        for norm in ("none", "batch"):
-            cfg = config(model, norm)
-            ours, flops = bnlab_block(cfg)
-            blocks = {"bnlab": ours, "torch": torch_block(model, norm), "jax.jit": functional_jit_block(cfg), "nnx.jit": nnx_jit_block(cfg)}
-            r = interleaved_rates({k: b for k, b in blocks.items() if b is not None}, model_steps, repeats)
-            achieved = flops * statistics.median(r["bnlab"])
-            torch_cell = fmt(r["torch"]) if "torch" in r else "skipped (no torch)"
+        for norm in NORMS:
+            key = f"{model}/{norm}"
+            ours, torch, functional, per_step = (r[i].get(key) for i in IMPLEMENTATIONS)
+            achieved = bnlab_block(config(model, norm))[1] * statistics.median(ours)
             print(
-                f"{model:<5} {norm:<6} {fmt(r['bnlab']):<20} {torch_cell:<20} {fmt(r['jax.jit']):<20} {fmt(r['nnx.jit']):<20} "
-                f"{paired_ratio(r['bnlab'], r.get('torch')):<18} {paired_ratio(r['bnlab'], r['jax.jit']):<18} "
-                f"{paired_ratio(r['bnlab'], r['nnx.jit']):<18} {achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
+                f"{model:<5} {norm:<6} {fmt(ours):<20} {fmt(torch) if torch else 'skipped (no torch)':<20} {fmt(functional):<20} "
+                f"{fmt(per_step):<20} {paired_ratio(ours, torch):<18} {paired_ratio(ours, functional):<18} "
+                f"{paired_ratio(ours, per_step):<18} {achieved / 1e9:8.2f} {achieved / ceiling:9.1%}"
             )
 
 
@@ -326,18 +370,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--blocks", type=int, default=3, help="timed blocks per model in each process")
     parser.add_argument("--sweep-repeats", type=int, default=3)
     parser.add_argument("--skip-sweeps", action="store_true")
     parser.add_argument("--skip-single", action="store_true", help="only the sweep rows")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, from {', '.join(MODELS)}")
+    parser.add_argument("--child", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)  # one round's process: prints JSON rates
     args = parser.parse_args()
     models = args.models.split(",")
     unknown = [m for m in models if m not in MODELS]
     if unknown:
         parser.error(f"--models: unknown {', '.join(unknown)}; allowed: {', '.join(MODELS)}")
+    if args.child:
+        print(json.dumps(rates_in_this_process(args.child, models, args.steps, args.blocks)))
+        return
     print(f"backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), {os.cpu_count()} CPU cores; PyTorch {torch_name()}")
     if not args.skip_single:
-        single_run_rows(models, args.steps, args.repeats)
+        single_run_rows(models, args.steps, args.repeats, args.blocks)
     if not args.skip_sweeps:
         sweep_rows(args.sweep_repeats)
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.slow
 def test_speed_benchmark_prints_every_single_run_row():
-    command = [sys.executable, "benchmarks/speed.py", "--steps", "10", "--repeats", "1", "--skip-sweeps"]
+    command = [sys.executable, "benchmarks/speed.py", "--steps", "10", "--repeats", "1", "--blocks", "1", "--skip-sweeps"]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split()[:2] for line in proc.stdout.splitlines() if line.startswith(("mlp ", "cnn "))]
