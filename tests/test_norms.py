@@ -32,6 +32,42 @@ def test_batchnorm_train_mode_is_per_feature_over_batch_with_biased_variance():
     np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("shape", [(32, 7), (4, 6, 6, 3)])
+def test_batchnorm_keeps_flax_values_and_its_own_gradient_rule_matches_autodiff(shape):
+    """bnlab's BN gives nnx.BatchNorm's outputs and running averages bit for bit; its gradient, from
+    `batch_normalize`'s own rule, equals autodiff of Flax's forward pass to rounding, and so do the
+    Hessian-vector products (forward over reverse) and the vmapped gradient."""
+    from bnlab.nn.norms import batch_normalize
+
+    features = shape[-1]
+    x, w, v = random(shape), random(shape, 1, 1.0, 0.0), random(shape, 2, 1.0, 0.0)
+    scale, bias = random((features,), 3, 0.5, 1.0), random((features,), 4)
+    ours = build("batch", features, bn_momentum=0.9)
+    theirs = nnx.BatchNorm(features, momentum=0.9, epsilon=EPS, use_fast_variance=False, rngs=nnx.Rngs(0))
+    for bn in (ours, theirs):
+        bn.scale.value, bn.bias.value = scale, bias
+    np.testing.assert_array_equal(ours(x, train=True), theirs(x, use_running_average=False))
+    np.testing.assert_array_equal(ours.mean.value, theirs.mean.value)
+    np.testing.assert_array_equal(ours.var.value, theirs.var.value)
+
+    def flax_bn(x, scale, bias):
+        bn = nnx.BatchNorm(features, epsilon=EPS, use_fast_variance=False, rngs=nnx.Rngs(0))
+        bn.scale.value, bn.bias.value = scale, bias
+        return bn(x, use_running_average=False)
+
+    def loss(normalise, x, scale, bias):
+        return jnp.sum(jnp.sin(normalise(x, scale, bias)) * w)
+
+    rule = lambda x, scale, bias: batch_normalize(x, scale, bias, EPS)[0]  # noqa: E731
+    for ours_, theirs_ in zip(*(jax.grad(loss, argnums=(1, 2, 3))(f, x, scale, bias) for f in (rule, flax_bn))):
+        np.testing.assert_allclose(ours_, theirs_, rtol=1e-5, atol=1e-6)
+    hvp = [jax.jvp(lambda a, f=f: jax.grad(loss, argnums=1)(f, a, scale, bias), (x,), (v,))[1] for f in (rule, flax_bn)]
+    np.testing.assert_allclose(*hvp, rtol=1e-4, atol=1e-5)
+    batched = jnp.stack([x, 2 * x + 1])
+    grads = [jax.vmap(lambda a, f=f: jax.grad(loss, argnums=1)(f, a, scale, bias))(batched) for f in (rule, flax_bn)]
+    np.testing.assert_allclose(*grads, rtol=1e-5, atol=1e-6)
+
+
 def test_batchnorm_running_average_follows_flax_convention():
     x = random((32, 5))
     bn = build("batch", 5, bn_momentum=0.9)

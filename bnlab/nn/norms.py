@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from flax.nnx.nn.normalization import _compute_stats, _normalize
 
 from ..config.schema import ModelConfig
 from ..registry import Registry
@@ -43,9 +44,44 @@ class Identity(nnx.Module):
         return x
 
 
+@jax.custom_jvp
+def batch_normalize(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Training-mode BN over every axis but the last, with Flax's own statistics and formula (two-pass
+    variance, as `nnx.BatchNorm(use_fast_variance=False)`): (output, batch mean, batch variance)."""
+    axes = tuple(range(x.ndim - 1))
+    mean, var = _compute_stats(x, axes, dtype=None, use_fast_variance=False)
+    return _normalize(x, mean, var, scale, bias, axes, (x.ndim - 1,), None, epsilon), mean, var
+
+
+@batch_normalize.defjvp
+def _batch_normalize_jvp(primals, tangents):
+    """dy = g s (dx - mean(dx) - x_hat mean(x_hat dx)) + x_hat dg + db, with s = 1/sqrt(var + eps),
+    written so that its transpose, the gradient, takes two reductions of the output's gradient
+    (sum dy, sum x_hat dy: the same two that give dg and db, so XLA computes them once) and one
+    elementwise pass, where autodiff of the forward pass took four reductions and more passes."""
+    x, scale, bias, epsilon = primals
+    tx, tscale, tbias, _ = tangents
+    y, mean, var = batch_normalize(x, scale, bias, epsilon)
+    axes = tuple(range(x.ndim - 1))
+    s = jax.lax.rsqrt(var + epsilon)
+    x_hat = (x - mean) * s
+    u = tx * (scale * s)
+    c1, c2 = -u.mean(axes), -(x_hat * u).mean(axes)
+    ty = u + c1 + x_hat * c2 + x_hat * tscale + tbias
+    return (y, mean, var), (ty, tx.mean(axes), 2 * ((x - mean) * tx).mean(axes))
+
+
 class BatchNorm(nnx.BatchNorm):
+    """`nnx.BatchNorm`, whose values and running averages it keeps bit for bit, with the gradient of
+    training mode from `batch_normalize`'s own rule (the same to rounding; faster on a CPU)."""
+
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:  # type: ignore[override]
-        return super().__call__(x, use_running_average=not train)
+        if not train:
+            return super().__call__(x, use_running_average=True)
+        y, mean, var = batch_normalize(x, self.scale.value, self.bias.value, self.epsilon)
+        self.mean.value = self.momentum * self.mean.value + (1 - self.momentum) * mean
+        self.var.value = self.momentum * self.var.value + (1 - self.momentum) * var
+        return y
 
 
 class LayerNorm(nnx.LayerNorm):
