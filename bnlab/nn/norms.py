@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from flax.nnx.nn.normalization import _compute_stats, _normalize
 
 from ..config.schema import ModelConfig
 from ..registry import Registry
@@ -46,11 +45,13 @@ class Identity(nnx.Module):
 
 @jax.custom_jvp
 def batch_normalize(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Training-mode BN over every axis but the last, with Flax's own statistics and formula (two-pass
-    variance, as `nnx.BatchNorm(use_fast_variance=False)`): (output, batch mean, batch variance)."""
+    """Training-mode BN over every axis but the last, in the operations of Flax's (two-pass variance,
+    as `nnx.BatchNorm(use_fast_variance=False)`; bit for bit, tested): (output, batch mean, batch
+    variance)."""
     axes = tuple(range(x.ndim - 1))
-    mean, var = _compute_stats(x, axes, dtype=None, use_fast_variance=False)
-    return _normalize(x, mean, var, scale, bias, axes, (x.ndim - 1,), None, epsilon), mean, var
+    mean = x.mean(axes)
+    var = jnp.square(x - mean).mean(axes)
+    return (x - mean) * (jax.lax.rsqrt(var + epsilon) * scale) + bias, mean, var
 
 
 @batch_normalize.defjvp
