@@ -56,9 +56,9 @@ def batch_normalize(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon) ->
 
 @batch_normalize.defjvp
 def _batch_normalize_jvp(primals, tangents):
-    """dy = g s (dx - mean(dx) - x_hat mean(x_hat dx)) + x_hat dg + db, with s = 1/sqrt(var + eps),
+    """dy = gamma s (dx - mean(dx) - x_hat mean(x_hat dx)) + x_hat dgamma + dbeta, s = 1/sqrt(var + eps),
     written so that its transpose, the gradient, takes two reductions of the output's gradient
-    (sum dy, sum x_hat dy: the same two that give dg and db, so XLA computes them once) and one
+    (sum dy, sum x_hat dy: the same two that give dgamma and dbeta, so XLA computes them once) and one
     elementwise pass, where autodiff of the forward pass took four reductions and more passes."""
     x, scale, bias, epsilon = primals
     tx, tscale, tbias, _ = tangents
@@ -77,8 +77,8 @@ class BatchNorm(nnx.BatchNorm):
     training mode from `batch_normalize`'s own rule (the same to rounding; faster on a CPU)."""
 
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:  # type: ignore[override]
-        if not train:
-            return super().__call__(x, use_running_average=True)
+        if not train or self.use_fast_variance:  # batch_normalize is the two-pass variance's
+            return super().__call__(x, use_running_average=not train)
         y, mean, var = batch_normalize(x, self.scale.value, self.bias.value, self.epsilon)
         self.mean.value = self.momentum * self.mean.value + (1 - self.momentum) * mean
         self.var.value = self.momentum * self.var.value + (1 - self.momentum) * var
