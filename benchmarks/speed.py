@@ -81,7 +81,7 @@ def block_steps(model: str, steps: int) -> int:
 def implementation_block(implementation: str, model: str, norm: str) -> Callable[[int], None] | None:
     cfg = config(model, norm)
     if implementation == "bnlab":
-        return bnlab_block(cfg)[0]
+        return bnlab_block(cfg)
     if implementation == "torch":
         return torch_block(model, norm)
     return functional_jit_block(cfg) if implementation == "jax.jit" else nnx_jit_block(cfg)
@@ -108,7 +108,7 @@ def separate_process_rates(models: list[str], steps: int, repeats: int, blocks: 
     process per implementation, in an order that rotates between rounds."""
     out: dict[str, dict[str, list[float]]] = {i: {} for i in IMPLEMENTATIONS}
     for r in range(repeats):
-        for implementation in IMPLEMENTATIONS[r % 4 :] + IMPLEMENTATIONS[: r % 4]:
+        for implementation in IMPLEMENTATIONS[r % len(IMPLEMENTATIONS) :] + IMPLEMENTATIONS[: r % len(IMPLEMENTATIONS)]:
             command = [
                 sys.executable,
                 __file__,
@@ -127,8 +127,8 @@ def separate_process_rates(models: list[str], steps: int, repeats: int, blocks: 
     return out
 
 
-def bnlab_block(cfg: Config) -> tuple[Callable[[int], None], float]:
-    """bnlab's compiled training chunk, and the FLOPs of one step's forward + backward pass."""
+def bnlab_block(cfg: Config) -> Callable[[int], None]:
+    """bnlab's compiled training chunk."""
     trainer = TrainProgram(cfg, load_dataset(cfg.data))
     holder = {"s": trainer.init(0)}
 
@@ -136,11 +136,18 @@ def bnlab_block(cfg: Config) -> tuple[Callable[[int], None], float]:
         holder["s"], summary = trainer.train_chunk(holder["s"], n)
         jax.block_until_ready(summary)
 
+    return block
+
+
+def step_flops(cfg: Config) -> float:
+    """XLA's count of the FLOPs of one forward + backward pass of the model on one batch."""
+    trainer = TrainProgram(cfg, load_dataset(cfg.data))
+    state = trainer.init(0)
     x, y = trainer.x_train[:BATCH], trainer.y_train[:BATCH]
-    step_fn = jax.jit(jax.value_and_grad(lambda p: trainer.model.loss(p, holder["s"].batch_stats, x, y)[0]))
-    cost = step_fn.lower(holder["s"].params).compile().cost_analysis()
+    loss_and_grad = jax.jit(jax.value_and_grad(lambda p: trainer.model.loss(p, state.batch_stats, x, y)[0]))
+    cost = loss_and_grad.lower(state.params).compile().cost_analysis()
     cost = cost[0] if isinstance(cost, list) else cost
-    return block, float(cost.get("flops", float("nan")))
+    return float(cost.get("flops", float("nan")))
 
 
 def nnx_jit_block(cfg: Config) -> Callable[[int], None]:
@@ -334,7 +341,7 @@ def single_run_rows(models: list[str], steps: int, repeats: int, blocks: int) ->
         for norm in NORMS:
             key = f"{model}/{norm}"
             ours, torch, functional, per_step = (r[i].get(key) for i in IMPLEMENTATIONS)
-            achieved = bnlab_block(config(model, norm))[1] * statistics.median(ours)
+            achieved = step_flops(config(model, norm)) * statistics.median(ours)
             print(
                 f"{model:<5} {norm:<6} {fmt(ours):<20} {fmt(torch) if torch else 'skipped (no torch)':<20} {fmt(functional):<20} "
                 f"{fmt(per_step):<20} {paired_ratio(ours, torch):<18} {paired_ratio(ours, functional):<18} "
