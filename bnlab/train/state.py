@@ -34,15 +34,19 @@ def sum_of_squares(leaf: jax.Array) -> jax.Array:
     return jnp.sum(jnp.dot(rows, jnp.ones(rows.shape[-1], rows.dtype), precision=jax.lax.Precision.HIGHEST))
 
 
+def leaf_names(tree: Any) -> list[str]:
+    """The readable name of every array in a params-shaped tree, in jax's flattening order."""
+    return [param_name(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def squared_norms(tree: Any) -> jax.Array:
+    """sum(leaf ** 2) of every array in a params-shaped tree as one vector (leaf_names' order)."""
+    return jnp.stack([sum_of_squares(leaf) for leaf in jax.tree.leaves(tree)])
+
+
 def layer_norms(tree: Any) -> dict[str, jax.Array]:
     """l2 norm of every array in a params-shaped tree, keyed by its readable name."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return {param_name(path): jnp.sqrt(sum_of_squares(leaf)) for path, leaf in flat}
-
-
-def global_norm(norms: dict[str, jax.Array]) -> jax.Array:
-    """The l2 norm of the whole tree from its arrays' norms (optax.global_norm without a second pass)."""
-    return jnp.sqrt(sum(jnp.square(n) for n in norms.values()))
+    return dict(zip(leaf_names(tree), jnp.sqrt(squared_norms(tree))))
 
 
 def per_example(logits: jax.Array, y: jax.Array, task: str) -> tuple[jax.Array, jax.Array | None]:

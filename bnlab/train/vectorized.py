@@ -3,7 +3,8 @@
 Seed and init numbers enter through the initial states (stacked along a leading axis); the traced
 numbers of each run (train.numbers: learning rate, BN momentum, ...) are stacked the same way.
 The step counter is shared, not batched: the runs advance in lockstep, and an unbatched step keeps
-the epoch's `lax.cond` a real branch instead of computing a permutation per step.
+the chunk's epoch loop a loop with one trip count for all runs (a batched bound would make vmap run
+every run's steps under a mask).
 """
 
 from __future__ import annotations
