@@ -8,9 +8,11 @@ The models are benchmarks/speed.py's (the MLP 784-100-100-100-10; the CNN: two s
 conv, 16 and 32 channels, 2x2 max pooling; batch 60 of 28x28 synthetic images). Besides the
 network's own work, the groups show what bnlab's loop adds to a bare step: the step metrics
 (gradient norm of every layer, accuracy, their running sums), the gather of the shuffled batch and
-the epoch permutation (a sort, once per epoch). XLA's CPU backend emits one trace event per compiled
-op only with --xla_cpu_enable_xprof_traceme, which this script sets; the tracing itself slows the
-step, so the shares matter here, not the absolute times.
+the epoch permutation (sorts, once per epoch, in the epoch loop around the step loop). XLA's CPU
+backend emits one trace event per compiled op only with --xla_cpu_enable_xprof_traceme, which this
+script sets; the tracing itself slows the step, so the shares matter here, not the absolute times.
+Last, the wall time in which no op ran on any thread (XLA handing work to a thread that has to
+wake up first) and the ops it delayed.
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ def op_groups(hlo_text: str) -> dict[str, str]:
         kind = "transpose (backward)" if "transpose(" in op else "forward"
         last = op.split("/")[-1]
         outside_model = "jvp(" not in op  # not under value_and_grad: the loop's own work
-        if "/cond/branch" in op or last == "sort":  # the epoch cond computes only the permutation
+        per_epoch = op.startswith("jit(chunk)/while/body/") and not op.startswith("jit(chunk)/while/body/while/body/")
+        if per_epoch or last == "sort":  # the epoch loop's own body (outside the step loop) computes only the permutation
             what, kind = "epoch permutation", "bookkeeping"
         elif outside_model and last == "gather":
             what, kind = "shuffled batch gather", "bookkeeping"
@@ -111,6 +114,26 @@ def main() -> None:
     print("largest single ops:")
     for name, us in by_op.most_common(12):
         print(f"  {100 * us / total:5.1f}%  {us / args.steps:6.0f} us  {name} ({groups[name]})")
+    print_idle([e for e in events if e.get("ph") == "X" and e["name"] in groups], args.steps)
+
+
+def print_idle(ops: list[dict], steps: int) -> None:
+    """Wall time in which no XLA op ran on any thread, and the ops after the longest such gaps: on a
+    CPU, the time XLA's runtime spends handing work between its threads (a thread that has to wake
+    up first), which the ops' own times do not show."""
+    ops = sorted(ops, key=lambda e: e["ts"])
+    gaps: collections.Counter = collections.Counter()
+    end = ops[0]["ts"]
+    for e in ops:
+        if e["ts"] > end + 3:  # idle for more than 3 us
+            gaps[e["name"]] += e["ts"] - end
+        end = max(end, e["ts"] + e["dur"])
+    span = ops[-1]["ts"] + ops[-1]["dur"] - ops[0]["ts"]
+    print(
+        f"wall time per step {span / steps:.0f} us (with tracing), no op running for {sum(gaps.values()) / steps:.0f} us of it; longest waits before:"
+    )
+    for name, us in gaps.most_common(3):
+        print(f"  {us / steps:6.1f} us  {name}")
 
 
 if __name__ == "__main__":
