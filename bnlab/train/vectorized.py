@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ..config.schema import Config
 from .numbers import traced_numbers
-from .program import TrainProgram
+from .program import TrainProgram, training_compiler_options
 from .state import TrainState
 
 
@@ -48,7 +48,8 @@ class VectorizedProgram:
         if self._compiled is not None:
             return 0.0
         t0 = time.perf_counter()
-        self._compiled = self._fn.lower(state, self.program.x_train, self.program.y_train, jnp.int32(1), self.numbers).compile()
+        lowered = self._fn.lower(state, self.program.x_train, self.program.y_train, jnp.int32(1), self.numbers)
+        self._compiled = lowered.compile(compiler_options=training_compiler_options())
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int):
