@@ -79,5 +79,5 @@ CLAIM = Claim(
     figure=figure,
     differs="Bjorck et al. train ResNet-110 on CIFAR-10; Ioffe & Szegedy speed up Inception by raising the lr 5-30x. "
     "Our nets are small MLPs, where un-normalised nets may tolerate large steps better than deep ones: BN's margin here is at least one "
-    "grid step (about 3x) on every seed, two on one seed of each seed set (sigmoid).",
+    "grid step (about 3x) on every seed, two on one seed of seeds 0-2 (sigmoid).",
 )
