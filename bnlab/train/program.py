@@ -1,7 +1,8 @@
 """The compiled training program: chunks of optimiser steps inside one `jax.jit`.
 
-A chunk is one `lax.fori_loop` (its length is an argument, so every chunk length shares one
-compilation); the training set lives on the device and every batch is sliced from an epoch
+A chunk is a loop over the epochs it touches, each computing its permutation once, around a
+`lax.fori_loop` over that epoch's steps (the chunk's length is an argument, so every length shares
+one compilation); the training set lives on the device and every batch is sliced from the epoch
 permutation inside the program, so the host only wakes between chunks to log. Step `s` uses
   - the epoch permutation `jax.random.permutation(fold_in(data_key, s // steps_per_epoch), n)`
     (computed by train.permutation, faster on a CPU, the same indices), and
