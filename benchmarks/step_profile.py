@@ -32,7 +32,7 @@ import jax  # noqa: E402
 from speed import config  # noqa: E402
 
 from bnlab.data.dataset import load  # noqa: E402
-from bnlab.train.program import TrainProgram, training_compiler_options  # noqa: E402
+from bnlab.train.program import TrainProgram  # noqa: E402
 
 
 def op_groups(hlo_text: str) -> dict[str, str]:
@@ -89,9 +89,7 @@ def main() -> None:
     state = program.init(0)
     state, summary = program.train_chunk(state, 20)  # compile and warm up
     jax.block_until_ready(summary)
-    lowered = program._chunk.lower(state, program.x_train, program.y_train, jax.numpy.int32(1), program.numbers)
-    hlo = lowered.compile(compiler_options=training_compiler_options()).as_text()
-    groups = op_groups(hlo)
+    groups = op_groups(program.compiled.as_text())
     with tempfile.TemporaryDirectory() as trace_dir:
         jax.profiler.start_trace(trace_dir)
         state, summary = program.train_chunk(state, args.steps)

@@ -29,13 +29,15 @@ from .permutation import permutation
 from .state import TrainState, layer_norms, leaf_names, per_example, squared_norms, total_steps
 
 
-def training_compiler_options() -> dict[str, Any]:
-    """XLA options for the compiled training chunks. On a CPU, 512-bit vectors for the loops XLA
-    emits itself (elementwise fusions, reductions, the gather; the matmuls run in libraries): XLA's
-    CPU backend prefers 256 bits (some CPUs clock down on 512-bit instructions). On this project's
-    AMD EPYC (AVX-512 at full speed) the training steps ran 1.03-1.05x faster with 512 (README,
-    Speed). A CPU without AVX-512 keeps to the vectors it has (not tested here)."""
-    return {"xla_cpu_prefer_vector_width": 512} if jax.default_backend() == "cpu" else {}
+def compile_training(jitted, *args) -> jax.stages.Compiled:
+    """A training chunk (`jitted`, single-run or vectorised) compiled for `args`. On a CPU with
+    512-bit vectors for the loops XLA emits itself (elementwise fusions, reductions, the gather; the
+    matmuls run in libraries): XLA's CPU backend prefers 256 bits (some CPUs clock down on 512-bit
+    instructions). On this project's AMD EPYC (AVX-512 at full speed) the training steps ran
+    1.03-1.05x faster with 512 (README, Speed). A CPU without AVX-512 keeps to the vectors it has
+    (not tested here)."""
+    options = {"xla_cpu_prefer_vector_width": 512} if jax.default_backend() == "cpu" else {}
+    return jitted.lower(*args).compile(compiler_options=options)
 
 
 class TrainProgram:
@@ -56,7 +58,7 @@ class TrainProgram:
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
         self._chunk = jax.jit(self.chunk, donate_argnums=0)
-        self._compiled_chunk = None
+        self.compiled: jax.stages.Compiled | None = None  # the chunk, once compiled (its HLO: .as_text())
 
     def init(self, seed: int, model_cfg=None) -> TrainState:
         """Initial state; `model_cfg` may differ from the program's in init numbers only (vectorised groups)."""
@@ -153,16 +155,14 @@ class TrainProgram:
     def compile(self, state: TrainState) -> float:
         """Compile the training program ahead of time; the seconds it took (0 if already compiled;
         small on a persistent-cache hit), so that run time can be reported without compilation."""
-        if self._compiled_chunk is not None:
+        if self.compiled is not None:
             return 0.0
         t0 = time.perf_counter()
-        lowered = self._chunk.lower(state, self.x_train, self.y_train, jnp.int32(1), self.numbers)
-        compiled = lowered.compile(compiler_options=training_compiler_options())
-        self._compiled_chunk = lambda st, n, numbers: compiled(st, self.x_train, self.y_train, jnp.int32(n), numbers)
+        self.compiled = compile_training(self._chunk, state, self.x_train, self.y_train, jnp.int32(1), self.numbers)
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int, numbers: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, Any]]:
         """`num_steps` steps from `state` (whose buffers are donated) with a run's traced numbers
         (default: this program's config's); summary means are over the chunk."""
         self.compile(state)
-        return self._compiled_chunk(state, num_steps, self.numbers if numbers is None else numbers)
+        return self.compiled(state, self.x_train, self.y_train, jnp.int32(num_steps), self.numbers if numbers is None else numbers)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ..config.schema import Config
 from .numbers import traced_numbers
-from .program import TrainProgram, training_compiler_options
+from .program import TrainProgram, compile_training
 from .state import TrainState
 
 
@@ -48,8 +48,7 @@ class VectorizedProgram:
         if self._compiled is not None:
             return 0.0
         t0 = time.perf_counter()
-        lowered = self._fn.lower(state, self.program.x_train, self.program.y_train, jnp.int32(1), self.numbers)
-        self._compiled = lowered.compile(compiler_options=training_compiler_options())
+        self._compiled = compile_training(self._fn, state, self.program.x_train, self.program.y_train, jnp.int32(1), self.numbers)
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int):
