@@ -1,5 +1,7 @@
 """Training: determinism, chunking, divergence, checkpoint resume, optimiser pieces."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -235,6 +237,27 @@ def test_cnn_trains_from_config(tmp_path):
     rows = metrics(p)
     assert rows[-1]["step"] == 30 and rows[-1]["test_loss"] < 0.6 * rows[0]["test_loss"] and rows[-1]["test_acc"] > 0.5
     assert "grad_norm/hidden.1.layer.kernel" in rows[-1] and "param_norm/hidden.0.norm.gamma" in rows[-1]
+
+
+def _library_dots(hlo: str) -> int:
+    """Dots that XLA:CPU hands to YNNPACK (inside a kCustom fusion's computation) in compiled HLO."""
+    called = set(re.findall(r"kind=kCustom, calls=(%[\w.-]+)", hlo))
+    bodies = {m.group(1): m.group(2) for m in re.finditer(r"^(%[\w.-]+) .*?\{\n(.*?)\n\}", hlo, re.S | re.M)}
+    return sum(bodies[c].count(" dot(") for c in called if c in bodies)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's matmul libraries")
+def test_conv_nets_train_with_eigen_matmuls_and_dense_nets_with_ynnpack():
+    """The training options reach the compiled chunk: the CNN's matmuls leave YNNPACK (Eigen runs
+    them faster here), the MLP's stay in it."""
+    dots = {}
+    for name in ("cnn", "mlp"):
+        cfg = Config()
+        cfg.model.name, cfg.model.width, cfg.model.depth, cfg.train.batch_size, cfg.train.steps = name, 4, 1, 32, 10
+        t = TrainProgram(cfg, load(cfg.data))
+        t.compile(t.init(0))
+        dots[name] = _library_dots(t.compiled.as_text())
+    assert dots["cnn"] == 0 and dots["mlp"] > 0, dots
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_overrides, monkeypatch):

@@ -48,7 +48,8 @@ class VectorizedProgram:
         if self._compiled is not None:
             return 0.0
         t0 = time.perf_counter()
-        self._compiled = compile_training(self._fn, state, self.program.x_train, self.program.y_train, jnp.int32(1), self.numbers)
+        p = self.program
+        self._compiled = compile_training(self._fn, p.cfg.model.name, state, p.x_train, p.y_train, jnp.int32(1), self.numbers)
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int):
