@@ -1,5 +1,6 @@
 """Where the time of bnlab's training step goes on this machine: a `jax.profiler` trace of one
-compiled chunk, read back with xprof, XLA's ops summed by self time and grouped by what they compute.
+compiled chunk, read back with xprof, each XLA op's time on every thread (its own and that of the
+thread-pool tasks it scheduled) grouped by what the ops compute.
 
     pip install xprof   # the profile reader (not a bnlab dependency)
     python benchmarks/step_profile.py [--model cnn] [--norm batch] [--steps 200]
@@ -11,13 +12,14 @@ network's own work, the groups show what bnlab's loop adds to a bare step: the s
 the epoch permutation (sorts, once per epoch, in the epoch loop around the step loop). XLA's CPU
 backend emits one trace event per compiled op only with --xla_cpu_enable_xprof_traceme, which this
 script sets; the tracing itself slows the step, so the shares matter here, not the absolute times.
-Last, the wall time in which no op ran on any thread (XLA handing work to a thread that has to
-wake up first) and the ops it delayed.
+Last, the wall time in which nothing ran, and how long work waited for a sleeping thread to wake
+up (a pool task scheduled while the other thread had nothing to run), by the op that scheduled it.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import glob
 import json
@@ -26,13 +28,11 @@ import re
 import sys
 import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
+import jax
+from speed import config
 
-import jax  # noqa: E402
-from speed import config  # noqa: E402
-
-from bnlab.data.dataset import load  # noqa: E402
-from bnlab.train.program import TrainProgram  # noqa: E402
+from bnlab.data.dataset import load
+from bnlab.train.program import TrainProgram
 
 
 def op_groups(hlo_text: str) -> dict[str, str]:
@@ -80,6 +80,9 @@ def main() -> None:
     parser.add_argument("--norm", default="batch")
     parser.add_argument("--steps", type=int, default=200)
     args = parser.parse_args()
+    # before JAX starts its CPU backend (at the first computation), so that importing this module
+    # (tests/test_benchmarks.py reads traces with its Trace) changes nothing
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_enable_xprof_traceme=true").strip()
     try:
         from xprof.convert import raw_to_tool_data
     except ImportError:
@@ -99,40 +102,120 @@ def main() -> None:
         data, _ = raw_to_tool_data.xspace_to_tool_data(paths, "trace_viewer@", {})
     events = json.loads(data)
     events = events["traceEvents"] if isinstance(events, dict) else events
-    by_op = collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and e["name"] in groups:
-            by_op[e["name"]] += e.get("dur", 0)
+    trace = Trace([e for e in events if e.get("ph") == "X" and "dur" in e], groups)
+    by_op = trace.thread_time()
     total = sum(by_op.values())
     by_group = collections.Counter()
     for name, us in by_op.items():
-        by_group[groups[name]] += us
-    print(f"{args.model}, norm {args.norm}: {args.steps} steps traced; XLA ops' time per step {total / args.steps / 1e3:.2f} ms (with tracing)")
+        by_group[groups.get(name, name)] += us
+    print(f"{args.model}, norm {args.norm}: {args.steps} steps traced; thread time per step {total / args.steps / 1e3:.2f} ms (with tracing)")
     for group, us in by_group.most_common():
         print(f"  {100 * us / total:5.1f}%  {group}")
     print("largest single ops:")
     for name, us in by_op.most_common(12):
-        print(f"  {100 * us / total:5.1f}%  {us / args.steps:6.0f} us  {name} ({groups[name]})")
-    print_idle([e for e in events if e.get("ph") == "X" and e["name"] in groups], args.steps)
+        print(f"  {100 * us / total:5.1f}%  {us / args.steps:6.0f} us  {name} ({groups.get(name, name)})")
+    wall, idle, waits = trace.idle()
+    print(f"wall time per step {wall / args.steps:.0f} us (with tracing), nothing running for {idle / args.steps:.0f} us of it")
+    print(f"work waited {sum(waits.values()) / args.steps:.0f} us per step for a sleeping thread to wake up; most in:")
+    for name, us in waits.most_common(4):
+        print(f"  {us / args.steps:6.1f} us  {name}")
 
 
-def print_idle(ops: list[dict], steps: int) -> None:
-    """Wall time in which no XLA op ran on any thread, and the ops after the longest such gaps: on a
-    CPU, the time XLA's runtime spends handing work between its threads (a thread that has to wake
-    up first), which the ops' own times do not show."""
-    ops = sorted(ops, key=lambda e: e["ts"])
-    gaps: collections.Counter = collections.Counter()
-    end = ops[0]["ts"]
-    for e in ops:
-        if e["ts"] > end + 3:  # idle for more than 3 us
-            gaps[e["name"]] += e["ts"] - end
-        end = max(end, e["ts"] + e["dur"])
-    span = ops[-1]["ts"] + ops[-1]["dur"] - ops[0]["ts"]
-    print(
-        f"wall time per step {span / steps:.0f} us (with tracing), no op running for {sum(gaps.values()) / steps:.0f} us of it; longest waits before:"
-    )
-    for name, us in gaps.most_common(3):
-        print(f"  {us / steps:6.1f} us  {name}")
+BETWEEN_OPS = "XLA runtime between ops"
+
+
+class Trace:
+    """The traced chunk's XLA ops and the thread-pool tasks they scheduled. A library matmul (Eigen,
+    YNNPACK) and a large elementwise loop run part of their work on the other thread as pool tasks,
+    which the trace shows as `ThreadpoolListener::Region`s, not as the op; each is linked to the op
+    during which it was scheduled (its `ThreadpoolListener::Record`, the same `bind_id`). Tasks
+    scheduled between ops are XLA's runtime running the next ops (which count for themselves) or
+    waiting for a loop body, not work of their own, and are left out."""
+
+    def __init__(self, events: list[dict], groups: dict[str, str]):
+        self.ops = sorted((e for e in events if e["name"] in groups), key=lambda e: e["ts"])
+        self.by_thread: dict[int, list[dict]] = collections.defaultdict(list)
+        for o in self.ops:
+            self.by_thread[o["tid"]].append(o)
+        self.starts = {tid: [o["ts"] for o in ops] for tid, ops in self.by_thread.items()}
+        self.records = sorted((e for e in events if e["name"] == "ThreadpoolListener::Record" and "bind_id" in e), key=lambda e: e["ts"])
+        regions = {(e["tid"], e["ts"]): e for e in events if e["name"] == "ThreadpoolListener::Region"}
+        region_of = {
+            e["bind_id"]: regions.get((e["tid"], e["ts"])) for e in events if e["name"] == "ThreadpoolListener::StartRegion" and "bind_id" in e
+        }
+        self.tasks, self.owner = [], {}
+        owned: dict[int, list[tuple[float, float, str]]] = collections.defaultdict(list)  # per thread: (start, end, owner)
+        for r in self.records:  # in time order: a task's tasks belong to the op it belongs to
+            op = self.op_at(r["tid"], r["ts"])
+            if op == BETWEEN_OPS:
+                op = next((o for a, b, o in reversed(owned[r["tid"]][-8:]) if a <= r["ts"] <= b), BETWEEN_OPS)
+            region = region_of.get(r["bind_id"])
+            if region is not None and op != BETWEEN_OPS:
+                self.tasks.append(region)
+                self.owner[id(region)] = op
+                bisect.insort(owned[region["tid"]], (region["ts"], region["ts"] + region["dur"], op))
+
+    def op_at(self, tid: int, t: float) -> str:
+        """The op running on thread `tid` at time `t`."""
+        ops, i = self.by_thread.get(tid, []), bisect.bisect_right(self.starts.get(tid, []), t)
+        return ops[i - 1]["name"] if i and t <= ops[i - 1]["ts"] + ops[i - 1]["dur"] else BETWEEN_OPS
+
+    def thread_time(self) -> collections.Counter:
+        """Each op's time on every thread: its own event's self time plus the self time of the pool
+        tasks it scheduled (self time: less the ops and tasks nested in it, which count for
+        themselves)."""
+        by_op = collections.Counter()
+        threads: dict[int, list[dict]] = collections.defaultdict(list)
+        for e in self.ops + self.tasks:
+            threads[e["tid"]].append(e)
+        for events in threads.values():
+            stack: list[list] = []  # [event, its children's time]
+            for e in sorted(events, key=lambda e: (e["ts"], -e["dur"])) + [None]:
+                while stack and (e is None or e["ts"] >= stack[-1][0]["ts"] + stack[-1][0]["dur"]):
+                    done, inner = stack.pop()
+                    by_op[self.owner.get(id(done), done["name"])] += max(0.0, done["dur"] - inner)
+                    if stack:
+                        stack[-1][1] += done["dur"]
+                if e is not None:
+                    stack.append([e, 0.0])
+        return by_op
+
+    def idle(self) -> tuple[float, float, collections.Counter]:
+        """The traced wall time, the time in which nothing ran, and the time work waited for a
+        sleeping thread, by op: a task scheduled while every other thread had nothing to run waits
+        until one wakes up and starts running something, while the op's own thread works alone
+        (overlapping waits count once, for the op that began them)."""
+        busy = sorted(self.ops + self.tasks, key=lambda e: e["ts"])
+        idle, end = 0.0, busy[0]["ts"]
+        spans: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)  # per thread, merged
+        for e in busy:
+            idle += max(0.0, e["ts"] - end)
+            end = max(end, e["ts"] + e["dur"])
+            mine = spans[e["tid"]]
+            if mine and e["ts"] <= mine[-1][1]:
+                mine[-1] = (mine[-1][0], max(mine[-1][1], e["ts"] + e["dur"]))
+            else:
+                mine.append((e["ts"], e["ts"] + e["dur"]))
+        span_starts = {tid: [a for a, _ in mine] for tid, mine in spans.items()}
+        waiting = []  # (from, until, op)
+        for r in self.records:
+            t, woke = r["ts"], []
+            for tid, mine in spans.items():
+                if tid != r["tid"]:
+                    i = bisect.bisect_right(span_starts[tid], t)
+                    if i and mine[i - 1][1] >= t:
+                        woke.append(0.0)  # that thread was running something
+                    elif i < len(mine):
+                        woke.append(mine[i][0] - t)
+            if woke and min(woke) > 0:
+                waiting.append((t, t + min(woke), self.op_at(r["tid"], t)))
+        waits: collections.Counter = collections.Counter()
+        until = float("-inf")
+        for a, b, op in sorted(waiting):
+            if b > until:
+                waits[op] += b - max(a, until)
+                until = b
+        return end - busy[0]["ts"], idle, waits
 
 
 if __name__ == "__main__":
