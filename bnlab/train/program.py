@@ -38,8 +38,9 @@ def training_compiler_options(model_name: str) -> dict[str, Any]:
       steps ran 1.03-1.05x faster with 512; a CPU without AVX-512 keeps to the vectors it has.
     - for conv nets, the matmuls in Eigen rather than YNNPACK (YNNPACK keeps the reductions): the
       convolutions' patch matmuls contract over 9 to 144 values, or over every pixel of the batch
-      for the weight gradients, and Eigen ran the CNN's steps 1.05-1.09x faster; the MLP's
-      (784-100-100-100-10) ran 0.97-1.00x as fast, so dense nets keep YNNPACK (README, Speed)."""
+      for the weight gradients, and Eigen ran the CNN's steps 1.09-1.11x faster; the MLP's
+      (784-100-100-100-10) ran 0.97-1.00x as fast and an LSTM's 0.94-0.97x, so the other models
+      keep YNNPACK (README, Speed)."""
     if jax.default_backend() != "cpu":
         return {}
     options: dict[str, Any] = {"xla_cpu_prefer_vector_width": 512}
