@@ -247,17 +247,21 @@ def _library_dots(hlo: str) -> int:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's matmul libraries")
-def test_conv_nets_train_with_eigen_matmuls_and_dense_nets_with_ynnpack():
-    """The training options reach the compiled chunk: the CNN's matmuls leave YNNPACK (Eigen runs
-    them faster here), the MLP's stay in it."""
+def test_conv_nets_run_with_eigen_matmuls_and_dense_nets_with_ynnpack():
+    """The model's compiler options reach its programs, the training chunk and (through
+    ModelFunctions.jit, as evaluation and the probes) a gradient: the CNN's matmuls leave YNNPACK
+    (Eigen runs them faster here), the MLP's stay in it."""
     dots = {}
     for name in ("cnn", "mlp"):
         cfg = Config()
         cfg.model.name, cfg.model.width, cfg.model.depth, cfg.train.batch_size, cfg.train.steps = name, 4, 1, 32, 10
         t = TrainProgram(cfg, load(cfg.data))
-        t.compile(t.init(0))
-        dots[name] = _library_dots(t.compiled.as_text())
-    assert dots["cnn"] == 0 and dots["mlp"] > 0, dots
+        state = t.init(0)
+        t.compile(state)
+        x, y = t.batch_at(state)
+        grad = t.model.jit(jax.grad(lambda p, s, x, y, t=t: t.model.loss(p, s, x, y)[0]))
+        dots[name] = (_library_dots(t.compiled.as_text()), _library_dots(grad.lower(state.params, state.batch_stats, x, y).compile().as_text()))
+    assert dots["cnn"] == (0, 0) and min(dots["mlp"]) > 0, dots
 
 
 def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_overrides, monkeypatch):

@@ -106,7 +106,7 @@ class Activations(_Scheduled):
                     out[f"activations/hidden.{i}/saturated"] = jnp.mean(jnp.abs(squash(pre)) > sat)
             return out
 
-        self._measure = jax.jit(measure)
+        self._measure = program.model.jit(measure)
 
 
 @DIAGNOSTICS.register("landscape", doc="loss and gradient change along the gradient, effective β-smoothness (Santurkar et al. 2018, Fig. 4)")
@@ -153,7 +153,7 @@ class Landscape(_Scheduled):
                 "landscape/lr": lr,
             }
 
-        self._measure = jax.jit(measure)
+        self._measure = program.model.jit(measure)
 
 
 @DIAGNOSTICS.register("ics", doc="internal covariate shift ‖G − G′‖ and cos(G, G′) per layer (Santurkar et al. 2018, Def. 2.1)")
@@ -203,7 +203,7 @@ class InternalCovariateShift(_Scheduled):
                 out[f"ics/{name}/cos"] = jnp.dot(g, g2) / (jnp.linalg.norm(g) * jnp.linalg.norm(g2) + 1e-30)
             return out
 
-        self._measure = jax.jit(measure)
+        self._measure = program.model.jit(measure)
 
 
 @DIAGNOSTICS.register("hessian", doc="top Hessian eigenvalues, trace, spectral density, gradient share (Ghorbani et al. 2019)")
@@ -241,7 +241,7 @@ class Hessian(_Scheduled):
                 out["hessian/density_nodes"], out["hessian/density_weights"] = slq(matvec, n, c.density_probes, min(c.density_steps, n), k_slq)
             return out
 
-        self._measure = jax.jit(measure)
+        self._measure = program.model.jit(measure)
 
 
 def enabled(cfg: Config, program: TrainProgram) -> list[Diagnostic]:

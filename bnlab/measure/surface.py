@@ -66,10 +66,10 @@ def loss_surface(program: TrainProgram, state: TrainState, cfg: SurfaceConfig) -
         return loss, jnp.mean(correct) if correct is not None else jnp.nan
 
     if cfg.dims == 1:
-        loss, acc = jax.jit(jax.vmap(lambda a: at(a, 0.0)))(coords)
+        loss, acc = program.model.jit(jax.vmap(lambda a: at(a, 0.0)))(coords)
     else:
         A, B = jnp.meshgrid(coords, coords, indexing="ij")
-        loss, acc = jax.jit(lambda A, B: jax.lax.map(lambda ab: jax.vmap(at)(*ab), (A, B)))(A, B)
+        loss, acc = program.model.jit(lambda A, B: jax.lax.map(lambda ab: jax.vmap(at)(*ab), (A, B)))(A, B)
     return {
         "step": int(state.step),
         "dims": cfg.dims,

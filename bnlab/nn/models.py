@@ -19,7 +19,7 @@ MODELS.register("rnn", doc="simple (Elman) RNN reading an image row by row")(Sim
 MODELS.register("lstm", doc="LSTM reading an image row by row")(LSTM)
 
 RECURRENT = ("rnn", "lstm")  # models that read an image row by row and take the recurrent norms
-CONVOLUTIONAL = ("cnn",)  # models whose layers are convolutions (train.program compiles them for Eigen's matmuls on a CPU)
+CONVOLUTIONAL = ("cnn",)  # models whose layers are convolutions (train.model_fns compiles their programs for Eigen's matmuls on a CPU)
 
 
 def build(cfg: ModelConfig, image_shape: tuple[int, ...], num_classes: int, seed: int) -> nnx.Module:

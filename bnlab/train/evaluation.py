@@ -53,8 +53,8 @@ class Evaluator:
         self._graphdef_momentum0 = nnx.split(copy, nnx.Param, nnx.BatchStat)[0]
         self._recurrent = cfg.model.name in RECURRENT
         self.numbers = traced.as_arrays(traced.traced_numbers(cfg))
-        self._population_jit = jax.jit(self._population)
-        self._eval = jax.jit(self._evaluate_batch)
+        self._population_jit = model.jit(self._population)
+        self._eval = model.jit(self._evaluate_batch)
         # one batch shape for every split, so that they share one compiled program
         sizes = [len(dataset.y_val), len(dataset.y_test)] + [len(y) for _, y in dataset.extra_tests.values()]
         sizes += [len(dataset.y_train)] if cfg.train.eval_train else []

@@ -22,37 +22,11 @@ import optax
 
 from ..config.schema import Config
 from ..data.dataset import Dataset
-from ..nn.models import CONVOLUTIONAL
 from . import optim
 from .model_fns import ModelFunctions
 from .numbers import as_arrays, split, traced_numbers
 from .permutation import permutation
 from .state import TrainState, layer_norms, leaf_names, per_example, squared_norms, total_steps
-
-
-def training_compiler_options(model_name: str) -> dict[str, Any]:
-    """XLA options for a training chunk of `model_name` (none off a CPU). On a CPU:
-    - 512-bit vectors for the loops XLA emits itself (elementwise fusions, reductions, the gather;
-      the matmuls run in libraries): XLA's CPU backend prefers 256 bits, because some CPUs clock
-      down on 512-bit instructions. On this project's AMD EPYC (AVX-512 at full speed) the training
-      steps ran 1.03-1.05x faster with 512; a CPU without AVX-512 keeps to the vectors it has.
-    - for conv nets, the matmuls in Eigen rather than YNNPACK (YNNPACK keeps the reductions): the
-      convolutions' patch matmuls contract over 9 to 144 values, or over every pixel of the batch
-      for the weight gradients, and Eigen ran the CNN's steps 1.09-1.11x faster; the MLP's
-      (784-100-100-100-10) ran 0.97-1.00x as fast and an LSTM's 0.94-0.97x, so the other models
-      keep YNNPACK (README, Speed)."""
-    if jax.default_backend() != "cpu":
-        return {}
-    options: dict[str, Any] = {"xla_cpu_prefer_vector_width": 512}
-    if model_name in CONVOLUTIONAL:
-        options["xla_cpu_experimental_ynn_fusion_type"] = "LIBRARY_FUSION_TYPE_REDUCE"
-    return options
-
-
-def compile_training(jitted, model_name: str, *args) -> jax.stages.Compiled:
-    """A training chunk (`jitted`, single-run or vectorised) of a `model_name` net compiled for
-    `args` with the training options (training_compiler_options)."""
-    return jitted.lower(*args).compile(compiler_options=training_compiler_options(model_name))
 
 
 class TrainProgram:
@@ -72,7 +46,7 @@ class TrainProgram:
         self.numbers = as_arrays(traced_numbers(cfg))  # this config's; runs of the same structure pass theirs
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
-        self._chunk = jax.jit(self.chunk, donate_argnums=0)
+        self._chunk = self.model.jit(self.chunk, donate_argnums=0)
         self.compiled: jax.stages.Compiled | None = None  # the chunk, once compiled (its HLO: .as_text())
 
     def init(self, seed: int, model_cfg=None) -> TrainState:
@@ -173,7 +147,7 @@ class TrainProgram:
         if self.compiled is not None:
             return 0.0
         t0 = time.perf_counter()
-        self.compiled = compile_training(self._chunk, self.cfg.model.name, state, self.x_train, self.y_train, jnp.int32(1), self.numbers)
+        self.compiled = self._chunk.lower(state, self.x_train, self.y_train, jnp.int32(1), self.numbers).compile()
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int, numbers: dict[str, jax.Array] | None = None) -> tuple[TrainState, dict[str, Any]]:

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 
 from ..config.schema import Config
 from .numbers import traced_numbers
-from .program import TrainProgram, compile_training
+from .program import TrainProgram
 from .state import TrainState
 
 
@@ -41,7 +41,7 @@ class VectorizedProgram:
         self.program = program
         self.numbers = {k: jnp.asarray([n[k] for n in per_run], jnp.float32) for k in per_run[0]}
         axes = TrainState(step=None, params=0, batch_stats=0, opt_state=0, key=0)
-        self._fn = jax.jit(jax.vmap(program.chunk, in_axes=(axes, None, None, None, 0), out_axes=(axes, 0)), donate_argnums=0)
+        self._fn = program.model.jit(jax.vmap(program.chunk, in_axes=(axes, None, None, None, 0), out_axes=(axes, 0)), donate_argnums=0)
         self._compiled = None
 
     def compile(self, state: TrainState) -> float:
@@ -49,7 +49,7 @@ class VectorizedProgram:
             return 0.0
         t0 = time.perf_counter()
         p = self.program
-        self._compiled = compile_training(self._fn, p.cfg.model.name, state, p.x_train, p.y_train, jnp.int32(1), self.numbers)
+        self._compiled = self._fn.lower(state, p.x_train, p.y_train, jnp.int32(1), self.numbers).compile()
         return time.perf_counter() - t0
 
     def train_chunk(self, state: TrainState, num_steps: int):
