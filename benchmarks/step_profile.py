@@ -143,12 +143,13 @@ class Trace:
         region_of = {
             e["bind_id"]: regions.get((e["tid"], e["ts"])) for e in events if e["name"] == "ThreadpoolListener::StartRegion" and "bind_id" in e
         }
-        self.tasks, self.owner = [], {}
+        self.tasks, self.owner, self.scheduled_by = [], {}, {}
         owned: dict[int, list[tuple[float, float, str]]] = collections.defaultdict(list)  # per thread: (start, end, owner)
         for r in self.records:  # in time order: a task's tasks belong to the op it belongs to
             op = self.op_at(r["tid"], r["ts"])
             if op == BETWEEN_OPS:
                 op = next((o for a, b, o in reversed(owned[r["tid"]][-8:]) if a <= r["ts"] <= b), BETWEEN_OPS)
+            self.scheduled_by[id(r)] = op
             region = region_of.get(r["bind_id"])
             if region is not None and op != BETWEEN_OPS:
                 self.tasks.append(region)
@@ -208,7 +209,7 @@ class Trace:
                     elif i < len(mine):
                         woke.append(mine[i][0] - t)
             if woke and min(woke) > 0:
-                waiting.append((t, t + min(woke), self.op_at(r["tid"], t)))
+                waiting.append((t, t + min(woke), self.scheduled_by[id(r)]))
         waits: collections.Counter = collections.Counter()
         until = float("-inf")
         for a, b, op in sorted(waiting):
