@@ -23,6 +23,7 @@ import bisect
 import collections
 import glob
 import json
+import math
 import os
 import re
 import sys
@@ -147,8 +148,10 @@ class Trace:
         owned: dict[int, list[tuple[float, float, str]]] = collections.defaultdict(list)  # per thread: (start, end, owner)
         for r in self.records:  # in time order: a task's tasks belong to the op it belongs to
             op = self.op_at(r["tid"], r["ts"])
-            if op == BETWEEN_OPS:
-                op = next((o for a, b, o in reversed(owned[r["tid"]][-8:]) if a <= r["ts"] <= b), BETWEEN_OPS)
+            if op == BETWEEN_OPS:  # scheduled by a task: the task running on that thread then
+                mine = owned[r["tid"]]
+                i = bisect.bisect_right(mine, (r["ts"], math.inf))
+                op = mine[i - 1][2] if i and r["ts"] <= mine[i - 1][1] else BETWEEN_OPS
             self.scheduled_by[id(r)] = op
             region = region_of.get(r["bind_id"])
             if region is not None and op != BETWEEN_OPS:
