@@ -49,6 +49,7 @@ from timing import median_seconds, torch_device, torch_sync
 
 from bnlab.config.schema import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from bnlab.data.dataset import load as load_dataset
+from bnlab.measure.step_time import step_flops
 from bnlab.nn.models import build
 from bnlab.train.program import TrainProgram
 
@@ -139,15 +140,10 @@ def bnlab_block(cfg: Config) -> Callable[[int], None]:
     return block
 
 
-def step_flops(cfg: Config) -> float:
+def flops_of(cfg: Config) -> float:
     """XLA's count of the FLOPs of one forward + backward pass of the model on one batch."""
     trainer = TrainProgram(cfg, load_dataset(cfg.data))
-    state = trainer.init(0)
-    x, y = trainer.x_train[:BATCH], trainer.y_train[:BATCH]
-    loss_and_grad = jax.jit(jax.value_and_grad(lambda p: trainer.model.loss(p, state.batch_stats, x, y)[0]))
-    cost = loss_and_grad.lower(state.params).compile().cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
-    return float(cost.get("flops", float("nan")))
+    return step_flops(trainer, trainer.init(0))
 
 
 def nnx_jit_block(cfg: Config) -> Callable[[int], None]:
@@ -341,7 +337,7 @@ def single_run_rows(models: list[str], steps: int, repeats: int, blocks: int) ->
         for norm in NORMS:
             key = f"{model}/{norm}"
             ours, torch, functional, per_step = (r[i].get(key) for i in IMPLEMENTATIONS)
-            achieved = step_flops(config(model, norm)) * statistics.median(ours)
+            achieved = flops_of(config(model, norm)) * statistics.median(ours)
             print(
                 f"{model:<5} {norm:<6} {fmt(ours):<20} {fmt(torch) if torch else 'skipped (no torch)':<20} {fmt(functional):<20} "
                 f"{fmt(per_step):<20} {paired_ratio(ours, torch):<18} {paired_ratio(ours, functional):<18} "

@@ -96,7 +96,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         args.only = [n for n in args.only if "=" not in n]
     claims = load_claims(args.only)
     out, report = _claims_paths(args, scale)
-    reproduce(claims, scale, args.seeds, out, report, progress=not args.quiet, overrides=args.overrides)
+    readme = _readme(args)  # checked before any training
+    reproduce(claims, scale, args.seeds, out, report, progress=not args.quiet, overrides=args.overrides, readme=readme)
     print(report)
     return 0
 
@@ -109,8 +110,23 @@ def _cmd_report(args: argparse.Namespace) -> int:
     out = Path(args.dir)
     if not out.is_dir():
         raise ConfigError(f"report: {out} is not a folder of claims' results (written by bnlab reproduce)")
-    print(write_report(out, Path(args.report) if args.report else out.parent / "REPORT.md"))
+    readme = _readme(args)
+    print(write_report(out, Path(args.report) if args.report else out.parent / "REPORT.md", readme))
     return 0
+
+
+def _readme(args: argparse.Namespace) -> Path | None:
+    """--readme: a Markdown file whose verdict-table block is replaced by the report's table."""
+    from .errors import ConfigError
+
+    if not args.readme:
+        return None
+    readme = Path(args.readme)
+    from experiments.report import README_END, README_START
+
+    if not readme.is_file() or README_START not in readme.read_text() or README_END not in readme.read_text():
+        raise ConfigError(f"--readme: {readme} has no verdict table block to replace; it needs the lines {README_START} and {README_END}")
+    return readme
 
 
 def _seeds(value: str) -> list[int]:
@@ -187,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--out", help="claims' results folder (default results/claims, or results/paper/claims)")
     rep.add_argument("--report", help="report file (default: REPORT.md beside the results folder)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
+    rep.add_argument("--readme", help="also replace the verdict table block of this Markdown file (e.g. README.md) with the report's")
     rep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every claim's config, e.g. data.data_dir=/data/tfds")
     rep.set_defaults(func=_cmd_reproduce)
 
@@ -195,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rpt.add_argument("dir", nargs="?", default="results/claims", help="claims' results folder (default results/claims)")
     rpt.add_argument("--report", help="report file (default: REPORT.md beside DIR)")
+    rpt.add_argument("--readme", help="also replace the verdict table block of this Markdown file (e.g. README.md) with the report's")
     rpt.set_defaults(func=_cmd_report)
     return parser
 

@@ -1,9 +1,15 @@
-"""What a claim module declares: the claim as its source states it, the verdict rule (fixed before
-any result is read), and three functions of saved results only (analysis, figure) or of nothing
-but the config (extra measurements that are not training runs).
+"""What a claim module declares: the claim as its source states it, the source's own numbers, the
+verdict rule (fixed and committed before the confirmation seeds run, with its history), and
+functions of saved results only (setup text, analysis, figure) or of nothing but the config (extra
+measurements that are not training runs, such as step timings).
 
 Its sweep is one YAML file per scale, `configs/claims/<name>.<scale>.yaml`: a user's own ablation
 is the same kind of file, run with `bnlab run`.
+
+No measured number is written by hand: the setup text is formatted from the configs that ran, the
+verdict's reason and the "where this differs" facts from the analysis (tests/test_claims.py checks
+every static string of every claim module). A claim's verdict combines its parts: supported if
+every part is, not supported if any part is not, otherwise inconclusive.
 """
 
 from __future__ import annotations
@@ -13,25 +19,94 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .stats import Interval
+from .stats import Interval, all_of
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("quick", "paper")
+# what had been seen when the version-2 rules were written: seeds 0-5 are among the confirmation seeds 0-9
+SEEN_UNDER_V1 = "no new runs; seeds 0-5, among today's confirmation seeds 0-9, had been run and read under version 1"
+# why every rule of version 1 was replaced (each RuleChange adds its own reasons)
+STATISTICS_REVIEW = (
+    "a review of the statistics (issue 'Claims, part 3'): version 1 counted 'better by at least X' as an estimate of at least X with "
+    "an interval above 0, showed one number in the table where another part decided, and ran on three seeds; version 2 asks the whole "
+    "interval to lie above the minimum effect, tests 'no difference' by equivalence within a margin, shows every part, and runs ten seeds"
+)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One judged part of a claim: what it says, the statistic that decides it, its verdict."""
+
+    label: str  # "a", "b", ... ("" for a claim of one part)
+    says: str  # the part of the claim, in words
+    statistic: str  # what the value measures, in words and units
+    value: Interval | str  # an interval, or the text of an exact check
+    verdict: str  # stats.SUPPORTED | NOT_SUPPORTED | INCONCLUSIVE
+    signed: bool = True  # False for a ratio
+    digits: int = 2
+    threshold: float | None = None  # the bound the interval is judged against (minimum effect, margin), in the value's units
+
+    def value_text(self) -> str:
+        return self.value if isinstance(self.value, str) else self.value.format(self.digits, signed=self.signed)
+
+
+@dataclass(frozen=True)
+class Ours:
+    """Our number for the table that sets it beside the source's."""
+
+    quantity: str
+    model: str
+    data: str
+    scale: str
+    value: str
 
 
 @dataclass(frozen=True)
 class Finding:
     """What the analysis of one results folder found."""
 
-    statistic: str  # what the interval measures, in words and units
-    value: Interval
-    verdict: str  # stats.SUPPORTED | NOT_SUPPORTED | INCONCLUSIVE
-    reason: str  # one or two sentences
-    details: list[str] = field(default_factory=list)  # extra report lines (a small table, sub-statistics)
-    signed: bool = True  # False for a ratio
+    parts: tuple[Part, ...]
+    reason: str  # one or two sentences, formatted from the numbers
+    details: list[str] = field(default_factory=list)  # extra report lines (sub-statistics, reported-not-judged numbers)
+    ours: tuple[Ours, ...] = ()
+    facts: dict[str, str] = field(default_factory=dict)  # the fields of the claim's `differs` text
 
-    def value_text(self) -> str:
-        return self.value.format(signed=self.signed)
+    @property
+    def verdict(self) -> str:
+        return all_of(*(p.verdict for p in self.parts))
+
+
+@dataclass(frozen=True)
+class PaperNumber:
+    """A headline number of the source, as it states it."""
+
+    quantity: str
+    value: str
+    model: str
+    data: str
+    scale: str
+    where: str  # paper and section / figure / table
+
+
+@dataclass(frozen=True)
+class RuleChange:
+    """A rule that was replaced after confirmation results existed: its text and verdict are kept."""
+
+    version: int
+    fixed: str  # date it was fixed
+    text: str  # the rule, verbatim
+    verdict: str  # what it gave, on which seeds
+    changed: str  # date of the change
+    reason: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    version: int
+    fixed: str  # the date it was fixed and committed, before the confirmation seeds ran
+    explored_on: str  # what was looked at before it was fixed (seeds, and under which version)
+    text: str
+    history: tuple[RuleChange, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -40,13 +115,13 @@ class Claim:
     title: str
     source: str  # paper, section / figure
     quote: str
-    setup: str  # the quick-scale setup in one or two sentences
-    rule: str  # the verdict rule, in words
+    setup: Callable[[Any, dict], str]  # (bnlab.Results, claim.json record) -> the setup, formatted from the configs that ran
+    rule: Rule
     analyse: Callable[[Any, dict], Finding]  # (bnlab.Results, measurements) -> Finding
     figure: Callable[[Any, dict, Path], None]  # (bnlab.Results, measurements, png path)
+    paper: tuple[PaperNumber, ...] = ()
     measure: Callable[[Any, list[int]], dict] | None = None  # (the claim's Config, seeds) -> JSON-able measurements
-    workers: int | None = None  # None: bnlab's default; 1 where timings must come from one process
-    differs: str = ""  # where our setup differs from the paper's, and what that may change
+    differs: str = ""  # where our setup differs from the paper's; {fields} filled from Finding.facts
 
     def config(self, scale: str) -> Path:
         return ROOT / "configs" / "claims" / f"{self.name}.{scale}.yaml"

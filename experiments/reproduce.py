@@ -2,8 +2,9 @@
 the results folders hold. The report is a function of saved files only: `bnlab report` rebuilds it
 byte for byte.
 
-Folder of a claim: `<out>/<name>` for the seeds its config lists, `<out>/<name>.seeds-3-4-5` for
-another seed set (`--seeds`), each with the sweep's runs, `claim.json` (scale, seeds, config),
+Folder of a claim: `<out>/<name>` for the seeds its config lists (0-9 at quick scale),
+`<out>/<name>.seeds-10-19` for another seed set (`--seeds`), each with the sweep's runs,
+`claim.json` (scale, seeds, config, dataset sizes, the wall time of the invocation that trained),
 `measurements.json` where the claim measures more than training runs, and `figure.png`.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 from bnlab.errors import ConfigError
@@ -20,10 +22,46 @@ from .claim import ROOT, SCALES, Claim
 from .report import render_report
 
 
+def seeds_label(seeds: list[int]) -> str:
+    """Runs of consecutive seeds as 'a-b', joined by '_': [10..19] -> '10-19', [1, 3, 4, 5] -> '1_3-5'."""
+    s, out, i = sorted(seeds), [], 0
+    while i < len(s):
+        j = i
+        while j + 1 < len(s) and s[j + 1] == s[j] + 1:
+            j += 1
+        out.append(str(s[i]) if i == j else f"{s[i]}-{s[j]}")
+        i = j + 1
+    return "_".join(out)
+
+
 def seed_folder(out: Path, claim: Claim, seeds: list[int] | None, default_seeds: list[int]) -> Path:
-    if seeds is None or list(seeds) == list(default_seeds):
+    if seeds is None or sorted(seeds) == sorted(default_seeds):
         return out / claim.name
-    return out / f"{claim.name}.seeds-{'-'.join(str(s) for s in seeds)}"
+    return out / f"{claim.name}.seeds-{seeds_label(seeds)}"
+
+
+def dataset_sizes(cfg) -> dict[str, dict[str, int]]:
+    """Train/validation/test sizes and the class count of every dataset the claim's runs use, by data.name."""
+    from bnlab.config.load import load
+    from bnlab.config.sweep import expand
+    from bnlab.data.dataset import load as load_dataset
+
+    sizes = {}
+    for spec in expand(load(cfg)):
+        data = spec.config.data
+        if data.name not in sizes:
+            ds = load_dataset(data)
+            sizes[data.name] = {**ds.sizes(), "classes": ds.num_classes}
+    return sizes
+
+
+def _unfinished(folder: Path) -> bool:
+    from bnlab.runner.results import FINISHED, read_summary
+
+    try:
+        return any(row["status"] not in FINISHED for row in read_summary(folder))
+    except (FileNotFoundError, ConfigError):
+        return True
 
 
 def run_claim(
@@ -39,17 +77,30 @@ def run_claim(
     folder = seed_folder(out, claim, seeds, default_seeds)
     overrides = list(overrides) + ([f"sweep.grid.seed=[{','.join(str(s) for s in seeds)}]"] if seeds is not None else [])
     used_seeds = list(seeds) if seeds is not None else default_seeds
-    bnlab.run(config, overrides, out=folder, workers=claim.workers or workers, progress=progress)
-    record = {"claim": claim.name, "scale": scale, "seeds": used_seeds, "config": str(config.relative_to(ROOT))}
-    atomic_write(folder / "claim.json", json.dumps(record, indent=1) + "\n")
-    (folder / "skipped.txt").unlink(missing_ok=True)
     measurements = folder / "measurements.json"
+    work = _unfinished(folder) or (claim.measure is not None and not measurements.exists()) or not (folder / "claim.json").exists()
+    started = time.perf_counter()
+    bnlab.run(config, overrides, out=folder, workers=workers, progress=progress)
     if claim.measure is not None and not measurements.exists():
         from bnlab.runner.loop import float32_matmuls  # jax: only where a claim measures
 
+        t0 = time.perf_counter()
         with float32_matmuls():
-            measured = claim.measure(cfg, used_seeds)
+            measured = claim.measure(bnlab.load_config(config, overrides), used_seeds)
+        measured["seconds"] = round(time.perf_counter() - t0, 1)
         atomic_write(measurements, json.dumps(measured, indent=1, sort_keys=True) + "\n")
+    if work:  # a rerun that found everything done keeps the record of the one that trained
+        record = {
+            "claim": claim.name,
+            "scale": scale,
+            "seeds": used_seeds,
+            "config": str(config.relative_to(ROOT)),
+            "overrides": [o for o in overrides if not o.startswith("sweep.grid.seed=")],
+            "data_sizes": dataset_sizes(bnlab.load_config(config, overrides)),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+        }
+        atomic_write(folder / "claim.json", json.dumps(record, indent=1) + "\n")
+    (folder / "skipped.txt").unlink(missing_ok=True)
     return folder
 
 
@@ -62,8 +113,10 @@ def reproduce(
     progress: bool = True,
     overrides: list[str] = (),
     workers: int | None = None,
+    readme: Path | None = None,
 ) -> int:
-    """Run the claims, then write the report over everything in `out`. A claim whose config cannot
+    """Run the claims, then write the report over everything in `out` (and the verdict table of
+    `readme`). A claim whose config cannot
     run here (its data missing) is recorded as skipped, and the others go on."""
     if scale not in SCALES:
         raise ConfigError(f"--scale: {scale!r} is not one of {', '.join(SCALES)}")
@@ -76,14 +129,18 @@ def reproduce(
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "skipped.txt").write_text(f"{scale} scale: {err}\n")
             print(f"bnlab: {claim.name} skipped: {err}", file=sys.stderr)
-    write_report(out, report)
+    write_report(out, report, readme)
     return 0
 
 
-def write_report(out: Path, report: Path) -> Path:
-    """Figures into each claim folder, and the report, from saved results only."""
+def write_report(out: Path, report: Path, readme: Path | None = None) -> Path:
+    """Figures into each claim folder, and the report, from saved results only; with `readme`, its
+    verdict table is replaced by the report's (experiments.report.update_readme)."""
     from . import load_claims
+    from .report import update_readme
 
     report.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(report, render_report(load_claims(), out, report.parent))
+    if readme is not None:
+        atomic_write(readme, update_readme(readme.read_text(), report.read_text(), report, readme))
     return report
