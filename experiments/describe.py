@@ -131,12 +131,13 @@ def chance(runs: pd.DataFrame, record: dict) -> float:
 
 
 def model(row: pd.Series | pd.DataFrame) -> str:
-    """'MLP 3x100, sigmoid', 'CNN of 2 stages (16/32 channels), ReLU', 'LSTM of 64 units'."""
+    """'MLP 3x100, sigmoid', 'CNN of 2 stages (16/32 channels), ReLU', 'LSTM of 64 units'; for
+    several runs, the first run's shape with every activation they use."""
+    acts = values(row, "model.activation") if isinstance(row, pd.DataFrame) else [row["config.model.activation"]]
     if isinstance(row, pd.DataFrame):
         row = row.iloc[0]
     name, depth, width = row["config.model.name"], int(row["config.model.depth"]), int(row["config.model.width"])
-    act = row["config.model.activation"]
-    act = {"relu": "ReLU", "tanh": "tanh"}.get(act, act)
+    act = " and ".join({"relu": "ReLU", "tanh": "tanh"}.get(a, a) for a in acts)
     if name == "cnn":
         channels = "/".join(str(width * 2**s) for s in range(depth))
         return f"CNN of {depth} stages ({channels} channels), {act}"

@@ -82,7 +82,8 @@ def analyse(results, measurements) -> Finding:
     details.append("diverged runs: " + ", ".join(f"{k} {v}" for k, v in n_div.items()))
     factor = geometric_ratio(runs, "none", "batch")
     reason = (
-        f"BN's largest trainable learning rate is {median.estimate:g} grid steps above none's in the median over seeds "
+        f"BN's largest trainable learning rate is {median.estimate:g} grid step{'' if median.estimate == 1 else 's'} above none's in the "
+        "median over seeds "
         f"({factor:.3g}x in the geometric mean over seeds and both activations)."
     )
     part = Part(

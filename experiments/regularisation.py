@@ -31,7 +31,7 @@ def reduction(runs, batch: int) -> dict[int, float]:
 def setup(results, record) -> str:
     runs = results.runs
     return (
-        f"{describe.data(runs, record.get('data_sizes'))} (so the nets can overfit), {describe.model(runs)}, {describe.optimiser(runs)}, "
+        f"{describe.data(runs, record.get('data_sizes'))}, {describe.model(runs)}, {describe.optimiser(runs)}, "
         f"{describe.length(runs)}; {describe.norms(runs)} (ghost batches of {describe.one(runs, 'model.ghost_batch_size')}) x dropout "
         f"{describe.listed(describe.values(runs, 'model.dropout'))}; the gap is training-split accuracy in evaluation mode minus test accuracy."
     )
