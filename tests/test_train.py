@@ -280,3 +280,27 @@ def test_a_failing_run_is_recorded_and_the_sweep_goes_on(tmp_path, tiny_override
     assert status["status"] == "failed" and "simulated failure" in status["error"]
     monkeypatch.setattr(TrainProgram, "train_chunk", original)
     assert run_plan(overrides, out)[0] == {"done": 2}  # failed runs are retried on rerun
+
+
+def test_the_summary_table_rereads_only_the_run_that_changed(tmp_path):
+    """A sweep rewrites summary.csv as its runs end; refreshing one run's row gives the same table
+    as reading every run's folder again, and the other rows are not read again."""
+    from conftest import run_plan
+
+    from bnlab.runner.plan import plan
+    from bnlab.runner.results import RunDir, Summary, write_summary
+
+    overrides = ["model.width=8", "model.depth=1", "train.steps=10", "train.log_every=5", "sweep.grid.seed=[0,1,2]"]
+    _, out = run_plan(overrides, tmp_path / "o")
+    p = plan(None, overrides, out, check_busy=False)
+    full = write_summary(out, p.runs).read_bytes()
+    summary = Summary(out, p.runs)
+    reads = []
+    original = RunDir.status
+    RunDir.status = lambda self: reads.append(self.run_id) or original(self)
+    try:
+        summary.refresh(p.runs[1].run_id)
+    finally:
+        RunDir.status = original
+    assert reads == [p.runs[1].run_id]
+    assert summary.write().read_bytes() == full

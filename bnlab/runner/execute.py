@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from dataclasses import dataclass
 
 from ..config.sweep import RunSpec
@@ -21,7 +22,9 @@ from .compilation_cache import enable_compilation_cache
 from .folder import hold, record_sweep
 from .loop import run_group
 from .plan import Plan
-from .results import FINISHED, RunDir, remove_stale_temporaries, write_summary
+from .results import FINISHED, RunDir, Summary, remove_stale_temporaries, write_summary
+
+SUMMARY_EVERY_SECONDS = 5.0  # summary.csv is rewritten at most this often during a sweep, and at its end
 
 
 def default_workers(pending: int) -> int:
@@ -103,6 +106,7 @@ class _StepProgress:
 
         self.rds = [RunDir(p.out_dir / "runs" / spec.run_id) for spec in todo]
         self.totals = [total_steps(spec.config, len(p.datasets[spec.run_id].y_train)) for spec in todo]
+        self.finished: set[int] = set()
         label = f"{p.out_dir}: {len(todo)} run{'s' * (len(todo) != 1)} to do ({workers} worker{'s' * (workers > 1)})"
         self.bar = tqdm(total=sum(self.totals), desc=label, unit="step", dynamic_ncols=True)
         self._stop = threading.Event()
@@ -110,10 +114,16 @@ class _StepProgress:
         self._thread.start()
 
     def _steps(self) -> tuple[int, int]:
+        """Steps and finished runs so far; a finished run's status is not read again."""
         steps, finished = 0, 0
-        for rd, total in zip(self.rds, self.totals):
-            status = rd.status()
-            done = status["status"] in FINISHED
+        for i, (rd, total) in enumerate(zip(self.rds, self.totals)):
+            if i in self.finished:
+                done = True
+            else:
+                status = rd.status()
+                done = status["status"] in FINISHED
+                if done:
+                    self.finished.add(i)
             finished += done
             steps += total if done else int(status.get("step") or 0)
         return steps, finished
@@ -150,9 +160,16 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
         workers = 1
     workers = default_workers(len(todo)) if workers is None else max(1, min(workers, len(todo) or 1))
     bar = _StepProgress(p, todo, workers) if progress and todo else None
+    summary = Summary(p.out_dir, p.runs)
+    last_write = [0.0]
 
     def done(run_id: str, status: str) -> None:
-        write_summary(p.out_dir, p.runs)
+        """A run ended: its row is read again; the table is rewritten at most every few seconds (and
+        at the end): the runs' folders are the record, the table only collects them."""
+        summary.refresh(run_id)
+        if time.monotonic() - last_write[0] >= SUMMARY_EVERY_SECONDS:
+            summary.write()
+            last_write[0] = time.monotonic()
 
     try:
         if executor.kind == "ray":
@@ -178,7 +195,8 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
                 for spec, status in zip(group, group_statuses):
                     counts[status] = counts.get(status, 0) + 1
                     done(spec.run_id, status)
-        write_summary(p.out_dir, p.runs)
+        summary.refresh()
+        summary.write()
     finally:
         if bar is not None:
             bar.close()

@@ -166,30 +166,58 @@ def flat_config(cfg: Any) -> dict[str, Any]:
     return {k: v for k, v in flatten(to_dict(cfg)).items() if not k.startswith("sweep.")}
 
 
+class Summary:
+    """summary.csv: a row per run (id, status, varying values, final metrics, full config). Each
+    run's row is read from its folder once and again only when that run changes (`refresh`), so a
+    sweep that rewrites the table after every finished run reads one run's files each time, not
+    every run's (a 700-run sweep spent minutes re-reading them)."""
+
+    def __init__(self, out_dir: Path, runs: Iterable[Any]):
+        self.out_dir = Path(out_dir)
+        self.specs = list(runs)
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.refresh()
+
+    def refresh(self, run_id: str | None = None) -> None:
+        """Read the row of `run_id` (all rows with None) from its folder again."""
+        for spec in self.specs:
+            if run_id is None or spec.run_id == run_id:
+                rd = RunDir(self.out_dir / "runs" / spec.run_id)
+                status = rd.status()
+                row = {"run_id": spec.run_id, "status": status["status"], "diverged_step": status.get("diverged_step")}
+                row.update(spec.varying)
+                row.update(final_metrics(status, rd.metrics()))
+                row.update({f"config.{k}": v for k, v in flat_config(spec.config).items()})
+                self.rows[spec.run_id] = row
+
+    def write(self) -> Path:
+        varying_keys, metric_keys, config_keys = [], [], []
+        for spec in self.specs:
+            row = self.rows[spec.run_id]
+            for keys, new in (
+                (varying_keys, spec.varying),
+                (
+                    metric_keys,
+                    [k for k in row if k not in ("run_id", "status", "diverged_step") and k not in spec.varying and not k.startswith("config.")],
+                ),
+                (config_keys, [k for k in row if k.startswith("config.")]),
+            ):
+                keys.extend(k for k in new if k not in keys)
+        columns = ["run_id", "status", "diverged_step"] + varying_keys + [k for k in metric_keys if k not in varying_keys] + config_keys
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        for spec in self.specs:
+            row = self.rows[spec.run_id]
+            writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
+        path = self.out_dir / "summary.csv"
+        atomic_write(path, buf.getvalue())
+        return path
+
+
 def write_summary(out_dir: Path, runs: Iterable[Any]) -> Path:
-    """summary.csv: a row per run (id, status, varying values, final metrics, full config)."""
-    rows, varying_keys, metric_keys, config_keys = [], [], [], []
-    for spec in runs:
-        rd = RunDir(out_dir / "runs" / spec.run_id)
-        status = rd.status()
-        metrics = final_metrics(status, rd.metrics())
-        cfg = flat_config(spec.config)
-        row = {"run_id": spec.run_id, "status": status["status"], "diverged_step": status.get("diverged_step")}
-        row.update(spec.varying)
-        row.update({k: v for k, v in metrics.items()})
-        row.update({f"config.{k}": v for k, v in cfg.items()})
-        for keys, new in ((varying_keys, spec.varying), (metric_keys, metrics), (config_keys, [f"config.{k}" for k in cfg])):
-            keys.extend(k for k in new if k not in keys)
-        rows.append(row)
-    columns = ["run_id", "status", "diverged_step"] + varying_keys + [k for k in metric_keys if k not in varying_keys] + config_keys
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in columns})
-    path = out_dir / "summary.csv"
-    atomic_write(path, buf.getvalue())
-    return path
+    """summary.csv from every run's folder."""
+    return Summary(out_dir, runs).write()
 
 
 def read_summary(out_dir: Path) -> list[dict[str, str]]:
