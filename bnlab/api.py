@@ -46,18 +46,21 @@ def run(
     workers: int | None = None,
     vectorize: bool | None = None,
     progress: bool = False,
+    executor: str = "local",
+    address: str | None = None,
+    retries: int = 2,
 ) -> Results:
     """Train a config and its sweep into `out` (default results/<name>) and return its results.
 
     `config` is a YAML path, a mapping shaped like a YAML config, or a Config. Finished runs in
-    `out` are kept, unfinished ones resumed, as with `bnlab run`. `workers`/`vectorize` as the
-    command's options (None: the default for the backend). Raises bnlab.ConfigError on bad input,
-    before anything is written."""
-    from .runner.execute import execute
+    `out` are kept, unfinished ones resumed, as with `bnlab run`. `workers`, `vectorize`,
+    `executor` ("local" or "ray"), `address` and `retries` as the command's options (None: the
+    default for the backend). Raises bnlab.ConfigError on bad input, before anything is written."""
+    from .runner.execute import Executor, execute
     from .runner.plan import plan
 
     p = plan(config, overrides, out)
-    execute(p, progress=progress, workers=workers, vectorize=vectorize)
+    execute(p, progress=progress, workers=workers, vectorize=vectorize, executor=Executor(executor, address, retries))
     return load_results(p.out_dir)
 
 

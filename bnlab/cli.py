@@ -33,10 +33,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             print(spec.run_id)
         print(f"{len(p.runs)} run(s) -> {p.out_dir}")
         return 0
-    workers = None if args.workers == "auto" else int(args.workers)
-    vectorize = {"auto": None, "on": True, "off": False}[args.vectorize]
-    executor = Executor(args.executor, args.address, args.retries)
-    counts = execute(p, progress=not args.quiet, workers=workers, vectorize=vectorize, executor=executor)
+    options = _execution(args)
+    executor = Executor(options.pop("executor"), options.pop("address"), options.pop("retries"))
+    counts = execute(p, progress=not args.quiet, executor=executor, **options)
     print(f"{p.out_dir}: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if not args.quiet:
         from .report.table import final_table
@@ -97,7 +96,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     claims = load_claims(args.only)
     out, report = _claims_paths(args, scale)
     readme = _readme(args)  # checked before any training
-    reproduce(claims, scale, args.seeds, out, report, progress=not args.quiet, overrides=args.overrides, readme=readme)
+    reproduce(claims, scale, args.seeds, out, report, progress=not args.quiet, overrides=args.overrides, readme=readme, execution=_execution(args))
     print(report)
     return 0
 
@@ -145,6 +144,38 @@ def _workers(value: str) -> str:
     return value
 
 
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how runs execute: the same options for `bnlab run` and `bnlab reproduce`."""
+    parser.add_argument(
+        "--workers",
+        default="auto",
+        type=_workers,
+        metavar="N|auto",
+        help="local worker processes, each held to one core (default auto: one per core on a CPU, 1 on an accelerator)",
+    )
+    parser.add_argument(
+        "--vectorize",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
+        "(default auto: on for an accelerator, off on a CPU, where it is slower)",
+    )
+    parser.add_argument("--executor", default="local", choices=["local", "ray"], help="run here (default) or as Ray tasks")
+    parser.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.5:6379 (default: start a local Ray)")
+    parser.add_argument("--retries", type=int, default=2, help="Ray: re-executions of a task whose worker died (default 2)")
+
+
+def _execution(args: argparse.Namespace) -> dict:
+    """The execution options as keyword arguments of bnlab.run."""
+    return {
+        "workers": None if args.workers == "auto" else int(args.workers),
+        "vectorize": {"auto": None, "on": True, "off": False}[args.vectorize],
+        "executor": args.executor,
+        "address": args.address,
+        "retries": args.retries,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bnlab", description="Test the claims about Batch Normalization with real training runs.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{run,plot,list,reproduce,report}")
@@ -155,23 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", help="results folder (default: results/<name>)")
     run.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument(
-        "--workers",
-        default="auto",
-        type=_workers,
-        metavar="N|auto",
-        help="local worker processes, each held to one core (default auto: one per core on a CPU, 1 on an accelerator)",
-    )
-    run.add_argument(
-        "--vectorize",
-        default="auto",
-        choices=["auto", "on", "off"],
-        help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
-        "(default auto: on for an accelerator, off on a CPU, where it is slower)",
-    )
-    run.add_argument("--executor", default="local", choices=["local", "ray"], help="run here (default) or as Ray tasks")
-    run.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.5:6379 (default: start a local Ray)")
-    run.add_argument("--retries", type=int, default=2, help="Ray: re-executions of a task whose worker died (default 2)")
+    _add_execution_options(run)
     run.set_defaults(func=_cmd_run)
 
     plot = sub.add_parser(
@@ -204,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--report", help="report file (default: REPORT.md beside the results folder)")
     rep.add_argument("--quiet", action="store_true", help="no progress bars")
     rep.add_argument("--readme", help="also replace the verdict table block of this Markdown file (e.g. README.md) with the report's")
+    _add_execution_options(rep)
     rep.add_argument("overrides", nargs="*", metavar="key=value", help="overrides for every claim's config, e.g. data.data_dir=/data/tfds")
     rep.set_defaults(func=_cmd_reproduce)
 

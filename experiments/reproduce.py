@@ -65,10 +65,12 @@ def _unfinished(folder: Path) -> bool:
 
 
 def run_claim(
-    claim: Claim, scale: str, seeds: list[int] | None, out: Path, progress: bool = True, overrides: list[str] = (), workers: int | None = None
+    claim: Claim, scale: str, seeds: list[int] | None, out: Path, progress: bool = True, overrides: list[str] = (), execution: dict | None = None
 ) -> Path:
     """Run one claim's sweep (and its measurements) into its folder; returns the folder. `overrides`
-    apply to the claim's config (e.g. data.data_dir for TFDS, or a tiny scale in tests)."""
+    apply to the claim's config (e.g. data.data_dir for TFDS, or a tiny scale in tests); `execution`
+    holds bnlab.run's workers, vectorize, executor, address and retries (its defaults where absent).
+    A claim's extra measurement (step timings, ...) always runs in this process."""
     import bnlab
 
     config = claim.config(scale)
@@ -80,7 +82,7 @@ def run_claim(
     measurements = folder / "measurements.json"
     work = _unfinished(folder) or (claim.measure is not None and not measurements.exists()) or not (folder / "claim.json").exists()
     started = time.perf_counter()
-    bnlab.run(config, overrides, out=folder, workers=workers, progress=progress)
+    bnlab.run(config, overrides, out=folder, progress=progress, **(execution or {}))
     if claim.measure is not None and not measurements.exists():
         from bnlab.runner.loop import float32_matmuls  # jax: only where a claim measures
 
@@ -112,7 +114,7 @@ def reproduce(
     report: Path,
     progress: bool = True,
     overrides: list[str] = (),
-    workers: int | None = None,
+    execution: dict | None = None,
     readme: Path | None = None,
 ) -> int:
     """Run the claims, then write the report over everything in `out` (and the verdict table of
@@ -123,7 +125,7 @@ def reproduce(
     for claim in claims:
         print(f"== {claim.name} ({scale})", file=sys.stderr)
         try:
-            run_claim(claim, scale, seeds, out, progress, overrides, workers)
+            run_claim(claim, scale, seeds, out, progress, overrides, execution)
         except ConfigError as err:
             folder = out / claim.name
             folder.mkdir(parents=True, exist_ok=True)

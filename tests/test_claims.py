@@ -254,7 +254,7 @@ def test_every_claim_runs_end_to_end_and_the_report_rebuilds_byte_for_byte(tmp_p
         tiny = TINY[claim.name] + ["sweep.grid.seed=[0,1]"]
         if claim.name == "ioffe_fig1" and MNIST_T10K.exists():
             tiny = tiny[1:]  # the real MNIST images where they are
-        reproduce([claim], "quick", None, out, report, progress=False, overrides=tiny, workers=1)
+        reproduce([claim], "quick", None, out, report, progress=False, overrides=tiny, execution={"workers": 1})
         assert (out / claim.name / "figure.png").stat().st_size > 10_000, claim.name
     text = report.read_text()
     for number, claim in enumerate(load_claims(), 1):
@@ -283,8 +283,8 @@ def test_other_seeds_get_their_own_folder_and_both_enter_the_report(tmp_path):
     out, report = tmp_path / "claims", tmp_path / "REPORT.md"
     claim = load_claims(["sigmoid_depth"])
     tiny = TINY["sigmoid_depth"] + ["sweep.grid.model.depth=[10]", "sweep.grid.model.norm=[none,batch]"]
-    reproduce(claim, "quick", [0, 1], out, report, progress=False, overrides=tiny, workers=1)
-    reproduce(claim, "quick", [2, 3], out, report, progress=False, overrides=tiny, workers=1)
+    reproduce(claim, "quick", [0, 1], out, report, progress=False, overrides=tiny, execution={"workers": 1})
+    reproduce(claim, "quick", [2, 3], out, report, progress=False, overrides=tiny, execution={"workers": 1})
     assert (out / "sigmoid_depth.seeds-0-1" / "claim.json").exists() and (out / "sigmoid_depth.seeds-2-3" / "claim.json").exists()
     assert seeds_label(list(range(10, 20))) == "10-19" and seeds_label([1, 3, 4, 5]) == "1_3-5"
     text = report.read_text()

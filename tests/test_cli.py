@@ -158,3 +158,15 @@ def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
         fcntl.flock(lock, fcntl.LOCK_EX)
         r = sh("run", "configs/quickstart.yaml", "--out", str(out), "--quiet")
     assert r.returncode == 2 and "another `bnlab run`" in r.stderr
+
+
+def test_reproduce_takes_the_same_execution_options_as_run():
+    from bnlab.cli import _execution, build_parser
+
+    parser = build_parser()
+    for command in (["run", "c.yaml"], ["reproduce", "--quick"]):
+        options = ["--workers", "3", "--vectorize", "off", "--executor", "ray", "--address", "10.0.0.5:6379", "--retries", "5"]
+        args = parser.parse_args([*command, *options])
+        assert _execution(args) == {"workers": 3, "vectorize": False, "executor": "ray", "address": "10.0.0.5:6379", "retries": 5}
+        defaults = _execution(parser.parse_args(command))
+        assert defaults == {"workers": None, "vectorize": None, "executor": "local", "address": None, "retries": 2}

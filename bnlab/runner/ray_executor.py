@@ -8,8 +8,10 @@ Without `--address` a local single-node Ray is started on loopback. Connecting t
 Ray's own configuration (e.g. RAY_AUTH_MODE / RAY_AUTH_TOKEN when the cluster requires a token).
 
 Failure handling: an exception inside a run is recorded in its status as `failed` (as locally); a
-task whose worker process dies is retried by Ray up to `retries` times (the retry resumes from the
-run's checkpoint, or restarts it), and after that the run is recorded as failed. Finished runs are
+task whose worker process or node dies is retried by Ray itself (`max_retries`) up to `retries`
+times, on any live node (the retry resumes from the run's checkpoint, or restarts it), and after
+that the run is recorded as failed. Every task start is logged in the results folder's
+`ray_tasks.jsonl` (run, Ray node id, process), so a retried run appears there more than once. Finished runs are
 never touched again, so nothing finished is lost when a worker, or the whole sweep, is killed.
 """
 
@@ -27,12 +29,23 @@ if TYPE_CHECKING:
     from .plan import Plan
 
 
+TASK_LOG = "ray_tasks.jsonl"  # in the results folder: one line per task start (run, Ray node, process)
+
+
 def _task(cwd: str, out_dir: str, run_id: str, cfg) -> str:
     os.chdir(cwd)
+    import json
+    import time
+
+    import ray
+
     from ..data.dataset import load
     from .compilation_cache import enable_compilation_cache
     from .loop import run_one
 
+    start = {"run_id": run_id, "node": ray.get_runtime_context().get_node_id(), "pid": os.getpid(), "time": time.time()}
+    with open(Path(out_dir) / TASK_LOG, "a") as f:  # which node trained which run; a retried task appears again
+        f.write(json.dumps(start) + "\n")
     enable_compilation_cache()
     return run_one(cfg, load(cfg.data), RunDir(Path(out_dir) / "runs" / run_id))
 
