@@ -134,8 +134,9 @@ def test_dropout_matches_flax_dropout():
 
 
 def test_workers_get_one_run_per_structure_until_it_has_compiled(tmp_path):
-    """Local workers never compile one program twice at once: the rest of a structure is queued
-    only after its first run reports its programs compiled (a crash or the run's end counts too)."""
+    """Local workers never compile one program twice at once: the rest of a structure is ready
+    only after its first run reports its programs compiled (a crash or the run's end counts too);
+    a run goes out when a worker is free, the costliest ready run first."""
     import queue
 
     from bnlab.runner.plan import plan
@@ -143,7 +144,8 @@ def test_workers_get_one_run_per_structure_until_it_has_compiled(tmp_path):
 
     p = plan(None, TINY + ["sweep.grid.model.norm=[none,batch]", "sweep.grid.optim.lr=[0.05,0.1,0.2]"], tmp_path / "o")
     jobs: queue.Queue = queue.Queue()
-    dispatch = _Dispatch(p, [s.run_id for s in p.runs], jobs, workers=2)
+    costs = {s.run_id: 1.0 for s in p.runs} | {"norm-batch_lr-0.2": 3.0, "norm-none_lr-0.1": 2.0}
+    dispatch = _Dispatch(p, [s.run_id for s in p.runs], jobs, workers=2, costs=costs)
 
     def drain():
         out = []
@@ -151,14 +153,27 @@ def test_workers_get_one_run_per_structure_until_it_has_compiled(tmp_path):
             out.append(jobs.get())
         return out
 
-    first = drain()
-    assert first == ["norm-none_lr-0.05", "norm-batch_lr-0.05"]
-    dispatch.compiled("norm-batch_lr-0.05")
-    assert drain() == ["norm-batch_lr-0.1", "norm-batch_lr-0.2"]
-    dispatch.compiled("norm-batch_lr-0.1")  # already released: nothing more
-    assert drain() == []
-    dispatch.compiled("norm-none_lr-0.05")
-    assert drain() == ["norm-none_lr-0.1", "norm-none_lr-0.2", None, None]  # then the workers stop
+    assert drain() == ["norm-batch_lr-0.2", "norm-none_lr-0.1"]  # each structure's costliest run first
+    dispatch.compiled("norm-batch_lr-0.2")
+    assert drain() == []  # its structure is ready, but both workers are busy
+    dispatch.ended("norm-batch_lr-0.2")
+    assert drain() == ["norm-batch_lr-0.05"]  # the free worker takes a ready run (none's wait for their compile)
+    dispatch.ended("norm-none_lr-0.1")  # its end counts as compiled: the rest of none is ready
+    assert drain() == ["norm-batch_lr-0.1"]  # costs tie: the plan's order
+    dispatch.ended("norm-batch_lr-0.05")
+    dispatch.ended("norm-batch_lr-0.1")
+    assert drain() == ["norm-none_lr-0.05", "norm-none_lr-0.2", None, None]  # then the workers stop
+
+
+def test_run_costs_grow_with_steps_batch_and_width(tmp_path):
+    from bnlab.runner.plan import plan
+    from bnlab.runner.workers import estimated_costs
+
+    tiny = [o for o in TINY if not o.startswith(("model.width=", "train.steps="))]
+    p = plan(None, tiny + ["sweep.grid.train.steps=[10,20]", "sweep.grid.model.width=[8,64]"], tmp_path / "o")
+    costs = estimated_costs(p, [s.run_id for s in p.runs])
+    by = {(s.config.train.steps, s.config.model.width): costs[s.run_id] for s in p.runs}
+    assert by[(20, 8)] == pytest.approx(2 * by[(10, 8)]) and by[(10, 64)] > by[(10, 8)]
 
 
 def test_every_split_is_evaluated_by_one_program_and_equals_a_direct_pass():

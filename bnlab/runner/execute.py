@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from dataclasses import dataclass
 
 from ..config.sweep import RunSpec
@@ -23,8 +22,6 @@ from .folder import hold, record_sweep
 from .loop import run_group
 from .plan import Plan
 from .results import FINISHED, RunDir, Summary, remove_stale_temporaries, write_summary
-
-SUMMARY_EVERY_SECONDS = 5.0  # summary.csv is rewritten at most this often during a sweep, and at its end
 
 
 def default_workers(pending: int) -> int:
@@ -161,15 +158,11 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
     workers = default_workers(len(todo)) if workers is None else max(1, min(workers, len(todo) or 1))
     bar = _StepProgress(p, todo, workers) if progress and todo else None
     summary = Summary(p.out_dir, p.runs)
-    last_write = [0.0]
 
     def done(run_id: str, status: str) -> None:
-        """A run ended: its row is read again; the table is rewritten at most every few seconds (and
-        at the end): the runs' folders are the record, the table only collects them."""
+        """A run ended: its row is read again and the table rewritten."""
         summary.refresh(run_id)
-        if time.monotonic() - last_write[0] >= SUMMARY_EVERY_SECONDS:
-            summary.write()
-            last_write[0] = time.monotonic()
+        summary.write()
 
     try:
         if executor.kind == "ray":

@@ -27,6 +27,7 @@ from ..train.evaluation import Evaluator
 from ..train.numbers import as_arrays, structure_key, traced_numbers
 from ..train.program import TrainProgram
 from ..train.vectorized import VectorizedProgram, pick, stack
+from .profile import Phases
 from .results import RunDir, atomic_write
 
 
@@ -130,8 +131,9 @@ class _TrainMeans:
 class _Run:
     """One run's side of the loop: its folder, checkpoints, diagnostics, training means, status."""
 
-    def __init__(self, cfg: Config, dataset: Dataset, rd: RunDir, shared: TrainProgram):
+    def __init__(self, cfg: Config, dataset: Dataset, rd: RunDir, shared: TrainProgram, phases: Phases, group_size: int = 1):
         self.cfg, self.rd, self.dataset = cfg, rd, dataset
+        self.phases, self.group_size = phases, group_size  # the group's phases, shared out between its runs
         self.total = shared.total_steps
         self.steps_per_epoch = shared.steps_per_epoch
         self.lr = optim.schedule(cfg.optim, self.total)
@@ -167,7 +169,13 @@ class _Run:
     def diverge(self, step: int, wall: float, compile_seconds: float) -> None:
         self.rd.append_metrics({"step": step, "epoch": step / self.steps_per_epoch, "train_loss": float("nan")})
         self.rd.finish(
-            "diverged", step=step, diverged_step=step, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds
+            "diverged",
+            step=step,
+            diverged_step=step,
+            total_steps=self.total,
+            wall_time=wall + self.wall_offset,
+            compile_time=compile_seconds,
+            profile=self.phases.record(self.group_size),
         )
         self.status = "diverged"
 
@@ -177,16 +185,19 @@ class _Run:
             if event > 0:
                 row.update(self.means.pop())
                 row.update({f"param_norm/{k}": v for k, v in summary["param_norms"].items()})
-            row.update(self.evaluator.metrics(state, self.cfg.train.eval_bn_stats, self.numbers))
+            with self.phases.timing("evaluate"):
+                row.update(self.evaluator.metrics(state, self.cfg.train.eval_bn_stats, self.numbers))
             row["lr"] = float(self.lr(max(event - 1, 0)))
-        for d, steps in zip(self.diags, self.diag_steps):
-            if event in steps:
-                row.update(d.measure(state))
+        with self.phases.timing("diagnostics"):
+            for d, steps in zip(self.diags, self.diag_steps):
+                if event in steps:
+                    row.update(d.measure(state))
         row["wall_time"] = wall + self.wall_offset
-        self.rd.append_metrics(row)
-        if self.ckpt is not None and log_step and event > 0 and (event % self.cfg.train.checkpoint_every == 0 or event == self.total):
-            self.ckpt.save(state)
-        self.rd.set_status("running", step=event, total_steps=self.total)
+        with self.phases.timing("write"):
+            self.rd.append_metrics(row)
+            if self.ckpt is not None and log_step and event > 0 and (event % self.cfg.train.checkpoint_every == 0 or event == self.total):
+                self.ckpt.save(state)
+            self.rd.set_status("running", step=event, total_steps=self.total)
         _die_if_asked(self.rd, event)
         return row
 
@@ -196,7 +207,14 @@ class _Run:
 
             program = PROGRAMS.exact_program(self.cfg, self.dataset)
             atomic_write(self.rd.path / "surface.json", to_json(loss_surface(program, state, self.cfg.diagnostics.surface)))
-        self.rd.finish("done", step=self.total, total_steps=self.total, wall_time=wall + self.wall_offset, compile_time=compile_seconds)
+        self.rd.finish(
+            "done",
+            step=self.total,
+            total_steps=self.total,
+            wall_time=wall + self.wall_offset,
+            compile_time=compile_seconds,
+            profile=self.phases.record(self.group_size),
+        )
         self.status = "done"
 
     def close(self) -> None:
@@ -223,9 +241,11 @@ def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], on_compil
 
 
 def _train_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], on_compiled) -> list[str]:
-    shared = PROGRAMS.program(cfgs[0], dataset)
-    runs = [_Run(cfg, dataset, rd, shared) for cfg, rd in zip(cfgs, rds)]
-    states = [run.open(shared.init(cfg.seed, cfg.model)) for run, cfg in zip(runs, cfgs)]
+    phases = Phases()
+    with phases.timing("setup"):
+        shared = PROGRAMS.program(cfgs[0], dataset)
+        runs = [_Run(cfg, dataset, rd, shared, phases, len(cfgs)) for cfg, rd in zip(cfgs, rds)]
+        states = [run.open(shared.init(cfg.seed, cfg.model)) for run, cfg in zip(runs, cfgs)]
     step = int(states[0].step)
     if any(int(s.step) != step for s in states):
         raise ValueError("run_group: the runs of a group must start at the same step")
@@ -240,15 +260,17 @@ def _train_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], on_com
     events = sorted(s for s in log_steps.union(*runs[0].diag_steps, {0}) if s >= step)
     try:
         started = time.perf_counter()
-        compile_seconds = engine.compile(state)  # before any chunk, so steps_per_sec excludes it
+        with phases.timing("setup"):
+            compile_seconds = engine.compile(state)  # before any chunk, so steps_per_sec excludes it
         summary = None
         for event in events:
             if event == step and step > 0:
                 continue  # resumed exactly here: this row was written before the checkpoint
             if event > step:
                 t0 = time.perf_counter()
-                state, summary = train_chunk(state, event - step)
-                summary = jax.device_get(summary)
+                with phases.timing("train"):
+                    state, summary = train_chunk(state, event - step)
+                    summary = jax.device_get(summary)
                 seconds = time.perf_counter() - t0
                 for k, run in enumerate(runs):
                     if run.status != "running":

@@ -76,45 +76,84 @@ def _worker(index: int, source: dict, out_dir: Path, parent: int, jobs, events) 
         events.put(("end", index, rid, status))
 
 
-class _Dispatch:
-    """The parent's side of the job queue: the first run of each structure at once, the others of
-    that structure once it has compiled (or ended), then one stop signal per worker."""
+def estimated_costs(p: "Plan", run_ids: list[str]) -> dict[str, float]:
+    """Each run's cost relative to the others, to start the long ones first: its steps times (a
+    step's fixed overhead + its arithmetic, batch x parameters x the positions each parameter is
+    applied at: an image's pixels for a conv net, a sequence's steps for a recurrent one). On this
+    CPU a small net's step costs ~50 us of overhead, about the arithmetic of 4e5 parameter-examples."""
+    import jax
+    from flax import nnx
 
-    def __init__(self, p: "Plan", run_ids: list[str], jobs, workers: int):
+    from ..nn.models import build
+    from ..train.state import total_steps
+
+    specs = {s.run_id: s for s in p.runs}
+    params: dict[str, int] = {}
+    costs = {}
+    for rid in run_ids:
+        cfg, dataset = specs[rid].config, p.datasets[rid]
+        shape = dataset.image_shape
+        key = f"{cfg.model}|{shape}|{dataset.num_classes}"
+        if key not in params:
+            model = nnx.eval_shape(lambda cfg=cfg, shape=shape, dataset=dataset: build(cfg.model, shape, dataset.num_classes, seed=0))
+            params[key] = sum(int(x.size) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        n = len(dataset.y_train)
+        batch = n if cfg.train.full_batch else cfg.train.batch_size
+        positions = {"cnn": shape[0] * shape[1], "rnn": shape[0], "lstm": shape[0]}.get(cfg.model.name, 1)
+        costs[rid] = total_steps(cfg, n) * (1.0 + batch * params[key] * positions / 4e5)
+    return costs
+
+
+class _Dispatch:
+    """The parent's side of the job queue. A structure's first run goes out at once, the others of
+    that structure once it has compiled (or ended), so that no two workers compile one program. Runs
+    go out one per idle worker, the costliest ready run first (estimated_costs): the long runs start
+    early and no worker idles at the end of a sweep while another finishes a long run. Then one stop
+    signal per worker."""
+
+    def __init__(self, p: "Plan", run_ids: list[str], jobs, workers: int, costs: dict[str, float] | None = None):
         from ..train.numbers import structure_key
 
         self.jobs, self.workers = jobs, workers
+        self.costs = costs or dict.fromkeys(run_ids, 0.0)
         self.waiting: dict[str, list[str]] = {}
         self.structure: dict[str, str] = {}
         specs = {s.run_id: s for s in p.runs}
-        for rid in run_ids:
+        for rid in sorted(run_ids, key=lambda r: -self.costs[r]):  # stable: the plan's order among equal costs
             key = structure_key(specs[rid].config) + f"|{id(p.datasets[rid])}"
             self.structure[rid] = key
             self.waiting.setdefault(key, []).append(rid)
-        if not run_ids:
-            self._stop_workers()
-        for key in list(self.waiting):
-            self.jobs.put(self.waiting[key].pop(0))
-            self._release_if_empty(key)
+        self.ready = [runs.pop(0) for runs in self.waiting.values()]  # each structure's costliest run compiles it
+        self.waiting = {k: v for k, v in self.waiting.items() if v}
+        self.ready.sort(key=lambda r: -self.costs[r])
+        self.outstanding = 0
+        self.stopped = False
+        self._feed()
 
-    def _stop_workers(self) -> None:
-        for _ in range(self.workers):
-            self.jobs.put(None)
-
-    def _release_if_empty(self, key: str) -> None:
-        if not self.waiting[key]:
-            del self.waiting[key]
-            if not self.waiting:
-                self._stop_workers()
+    def _feed(self) -> None:
+        while self.ready and self.outstanding < self.workers:
+            self.jobs.put(self.ready.pop(0))
+            self.outstanding += 1
+        if not self.ready and not self.waiting and not self.stopped:
+            for _ in range(self.workers):
+                self.jobs.put(None)
+            self.stopped = True
 
     def compiled(self, rid: str) -> None:
-        """`rid`'s programs exist (or it ended): queue the rest of its structure."""
+        """`rid`'s programs exist: the rest of its structure is ready."""
         key = self.structure[rid]
         if key in self.waiting:
-            for other in self.waiting[key]:
-                self.jobs.put(other)
-            self.waiting[key] = []
-            self._release_if_empty(key)
+            self.ready.extend(self.waiting.pop(key))
+            self.ready.sort(key=lambda r: -self.costs[r])
+        self._feed()
+
+    def ended(self, rid: str, worker_alive: bool = True) -> None:
+        """`rid` ended (its end counts as compiled): its worker takes the next ready run, or, if it
+        died, the sweep goes on with one worker fewer."""
+        self.outstanding -= 1
+        if not worker_alive:
+            self.workers -= 1
+        self.compiled(rid)
 
 
 def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[str, int]:
@@ -122,7 +161,7 @@ def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[s
     out_dir = p.out_dir
     ctx = mp.get_context("spawn")
     jobs, events = ctx.Queue(), ctx.Queue()
-    dispatch = _Dispatch(p, run_ids, jobs, workers)
+    dispatch = _Dispatch(p, run_ids, jobs, workers, estimated_costs(p, run_ids))
     procs = [ctx.Process(target=_worker, args=(i, p.source, p.out_dir, os.getpid(), jobs, events), daemon=True) for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -137,7 +176,7 @@ def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[s
                     if not proc.is_alive() and i in in_flight:
                         rid = in_flight.pop(i)
                         RunDir(out_dir / "runs" / rid).set_status("failed", error=f"worker process died (exit code {proc.exitcode})")
-                        dispatch.compiled(rid)
+                        dispatch.ended(rid, worker_alive=False)
                         counts["failed"] = counts.get("failed", 0) + 1
                         on_done(rid, "failed")
                 continue
@@ -150,7 +189,7 @@ def run_parallel(p: "Plan", run_ids: list[str], workers: int, on_done) -> dict[s
             else:
                 _, i, rid, status = msg
                 in_flight.pop(i, None)
-                dispatch.compiled(rid)
+                dispatch.ended(rid)
                 counts[status] = counts.get(status, 0) + 1
                 on_done(rid, status)
     finally:
