@@ -30,7 +30,7 @@ def load_config(source: Any = None, overrides: list[str] | tuple[str, ...] = ())
     `bnlab run` checks it: every run of its sweep is validated. Raises bnlab.ConfigError."""
     from .config.load import load, to_object
     from .config.sweep import expand
-    from .config.validate import validate
+    from .runner.validate import validate
 
     cfg = load(source, overrides)
     for spec in expand(cfg):

@@ -53,30 +53,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from .data.sources import DATASETS
-    from .measure.diagnostics import DIAGNOSTICS
-    from .nn.activations import ACTIVATIONS
-    from .nn.initializers import INITIALIZERS
-    from .nn.models import MODELS
-    from .nn.norms import NORMS
-    from .nn.recurrent import RNN_NORMS
-    from .train.optim import OPTIMIZERS
+    from . import catalog
 
-    for title, registry in (
-        ("datasets (data.name)", DATASETS),
-        ("models (model.name)", MODELS),
-        ("norms (model.norm) for mlp, cnn, dln", NORMS),
-        ("recurrent norms (model.norm) for rnn, lstm", RNN_NORMS),
-        ("activations (model.activation)", ACTIVATIONS),
-        ("initialisers (model.init)", INITIALIZERS),
-        ("optimisers (optim.name)", OPTIMIZERS),
-        ("diagnostics (diagnostics.<name>.enabled)", DIAGNOSTICS),
-    ):
-        print(title)
-        for name, doc in registry.describe():
-            shown = {"idx": "idx:<folder>", "tfds": "tfds:<name>"}.get(name, name)
-            print(f"  {shown:<18} {doc}")
-    print("surface (diagnostics.surface.enabled): loss along filter-normalised random directions after training (Li et al. 2018)")
+    print(catalog.markdown() if args.markdown else catalog.text(), end="" if args.markdown else "\n")
     return 0
 
 
@@ -201,7 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser(
         "list",
         help="list datasets, models, norms, activations, initialisers, optimisers",
-        description="List every registered choice with a one-line description.",
+        description="List every registered choice with a one-line description and what it declares: the numbers it takes "
+        "traced (sweeps over them share one compiled program; any other option recompiles), those that only fill initial values, "
+        "its other options, and whether it folds or has population statistics.",
+    )
+    lst.add_argument(
+        "--markdown", action="store_true", help="the tables of models, norms, initialisers and optimisers, as in docs/norms-and-models.md"
     )
     lst.set_defaults(func=_cmd_list)
 

@@ -13,23 +13,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-COLORS = {
-    "none": "#7f7f7f",
-    "batch": "#1f77b4",
-    "layer": "#ff7f0e",
-    "group": "#2ca02c",
-    "ghost_batch": "#9467bd",
-    "noisy_batch": "#d62728",
-    "noise": "#8c564b",
-    "batch_per_step": "#17becf",
-}
+from bnlab.nn.norms import NORMS  # noqa: E402
+from bnlab.nn.recurrent import RNN_NORMS  # noqa: E402
+
 FALLBACK = ["#d62728", "#8c564b", "#e377c2", "#bcbd22", "#17becf"]
 SEED_NOTE = "lines: mean over seeds; dots or thin lines: each seed"
 DIVERGED_NOTE = "x at the bottom: a diverged run"
 
 
 def color(arm: str, i: int = 0) -> str:
-    return COLORS.get(arm, FALLBACK[i % len(FALLBACK)])
+    """A norm's own colour (its registration's `colour=`), else the i-th fallback."""
+    for registry in (NORMS, RNN_NORMS):
+        if arm in registry and registry.declaration(arm).colour:
+            return registry.declaration(arm).colour
+    return FALLBACK[i % len(FALLBACK)]
 
 
 def seed_dots(ax, x: float, values, c: str, *, logx: bool = False, width: float = 0.06) -> None:

@@ -77,7 +77,7 @@ def test_readme_notebook_example_runs(tmp_path, monkeypatch):
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     monkeypatch.chdir(ROOT)
     out = re.search(r'out="([^"]+)"', code)
-    assert out, "the README's example should name its output folder as out=\"...\""
+    assert out, 'the README\'s example should name its output folder as out="..."'
     code = code.replace(out.group(0), f"out={str(tmp_path / 'notebook')!r}")
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)

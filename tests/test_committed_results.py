@@ -54,8 +54,8 @@ def test_no_two_parameters_share_a_colour_and_style_in_the_gradient_figure():
 def test_learning_curves_draw_no_validation_panels_without_a_validation_split(tmp_path):
     from conftest import run_plan
 
+    from bnlab.report.figure_helpers import group_runs
     from bnlab.report.figures import learning_curve_panels
-    from bnlab.report.runs import group_runs
     from bnlab.runner.results import load_runs
 
     _, out = run_plan(["model.width=8", "model.depth=1", "train.steps=10", "train.log_every=5", "data.val_fraction=0"], tmp_path / "o")

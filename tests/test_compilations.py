@@ -13,8 +13,8 @@ from conftest import run_plan
 
 from bnlab.config.load import load, to_object
 from bnlab.data.dataset import load as load_dataset
-from bnlab.train.numbers import as_arrays, structure_key, traced_numbers
 from bnlab.train.program import TrainProgram
+from bnlab.train.structure import as_arrays, structure_key, traced_numbers
 
 TINY = ["model.width=16", "model.depth=2", "train.steps=20", "train.log_every=10", "train.batch_size=32"]
 

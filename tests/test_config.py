@@ -8,8 +8,8 @@ from bnlab.cli import main
 from bnlab.config.load import load, to_object
 from bnlab.config.schema import Config
 from bnlab.config.sweep import expand, run_id
-from bnlab.config.validate import validate
 from bnlab.errors import ConfigError
+from bnlab.runner.validate import validate
 
 GOOD = textwrap.dedent(
     """

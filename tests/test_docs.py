@@ -52,3 +52,11 @@ def test_the_link_check_catches_a_broken_link(tmp_path):
     (tmp_path / "b.md").write_text("## Other page\n")
     page.write_text("# A title\n[ok](#a-title) [gone](missing.md) [no heading](#nope) [there](b.md#other-page) [not there](b.md#x)\n")
     assert broken_links(page) == ["missing.md", "#nope", "b.md#x"]
+
+
+def test_the_component_tables_are_generated_from_the_declarations():
+    from bnlab import catalog
+
+    text = (ROOT / "docs" / "norms-and-models.md").read_text()
+    block = text.split("<!-- components: bnlab list --markdown -->\n", 1)[1].split("<!-- /components -->", 1)[0]
+    assert block == catalog.markdown(), "run `bnlab list --markdown` and paste it into docs/norms-and-models.md"

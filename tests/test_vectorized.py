@@ -7,7 +7,7 @@ from bnlab.config.load import load, to_object
 from bnlab.runner.execute import execute, vector_groups
 from bnlab.runner.plan import plan
 from bnlab.runner.results import RunDir
-from bnlab.train.numbers import structure_key
+from bnlab.train.structure import structure_key
 
 SWEEP = [
     "model.width=16",

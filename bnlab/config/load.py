@@ -1,7 +1,7 @@
 """Configs from YAML files, mappings and `section.key=value` overrides, merged strictly onto the schema.
 
 A key that is not in the schema, or a value of the wrong type, is an error naming the full key and
-the keys allowed there. Ranges and registry names are checked afterwards by `bnlab.config.validate`.
+the keys allowed there. Ranges and registry names are checked afterwards by `bnlab.runner.validate`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The typed config schema: a tree of dataclasses with every key, its type and its default.
 
 `bnlab.config.load` merges YAML and overrides onto it strictly (an unknown key or a wrong type is
-an error naming the full key); `bnlab.config.validate` checks ranges and registry names.
+an error naming the full key); `bnlab.runner.validate` checks ranges and registry names.
 
 BN momentum follows the Flax/Keras convention:
     running = momentum * running + (1 - momentum) * batch_statistic

@@ -52,7 +52,7 @@ def _plain(value: Any) -> Any:
 
 
 def expand(cfg: DictConfig) -> list[RunSpec]:
-    """All runs of a config (not yet validated: see bnlab.config.validate). A config without a sweep
+    """All runs of a config (not yet validated: see bnlab.runner.validate). A config without a sweep
     block is one run, id `run`."""
     grid = OmegaConf.to_container(cfg.sweep.grid)
     zipped = OmegaConf.to_container(cfg.sweep.zip)

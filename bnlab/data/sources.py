@@ -68,7 +68,7 @@ def load_digits(arg: str, cfg: DataConfig) -> Source:
     return Source(train=(_as_images(data[:, :-1].reshape(-1, 8, 8) / 16.0), data[:, -1].astype(np.int32)))
 
 
-@DATASETS.register("synthetic")
+@DATASETS.register("synthetic", options=("synthetic_size", "synthetic_shape", "synthetic_classes"))
 def load_synthetic(arg: str, cfg: DataConfig) -> Source:
     """Gaussian class clusters of any size and shape, for tests and scaling benchmarks."""
     rng = np.random.default_rng(cfg.split_seed)
@@ -80,7 +80,7 @@ def load_synthetic(arg: str, cfg: DataConfig) -> Source:
     return Source(train=(x.reshape((-1,) + shape).astype(np.float32), y))
 
 
-@DATASETS.register("linear_regression")
+@DATASETS.register("linear_regression", options=("synthetic_size", "synthetic_shape", "regression_outputs"))
 def load_linear_regression(arg: str, cfg: DataConfig) -> Source:
     """Santurkar et al.'s deep-linear-network task: x ~ N(0, I), target A x with a random A."""
     rng = np.random.default_rng(cfg.split_seed)
@@ -91,7 +91,7 @@ def load_linear_regression(arg: str, cfg: DataConfig) -> Source:
     return Source(train=(x.reshape((-1,) + shape).astype(np.float32), (x @ A.T).astype(np.float32)))
 
 
-@DATASETS.register("evidence")
+@DATASETS.register("evidence", options=("synthetic_size", "synthetic_shape", "synthetic_classes", "evidence_noise", "eval_lengths"))
 def load_evidence(arg: str, cfg: DataConfig) -> Source:
     """Evidence accumulation over time, a sequence task defined at any length: step t shows a noisy
     glimpse x_t = mu_y + data.evidence_noise * e_t of the class template mu_y (templates ~ N(0, I), fixed
@@ -114,7 +114,7 @@ def load_evidence(arg: str, cfg: DataConfig) -> Source:
     return Source(train=train, test=(x_test[:, :steps], y_test), extra_tests=extra)
 
 
-@DATASETS.register("mnist1d")
+@DATASETS.register("mnist1d", options=("mnist1d_samples",))
 def load_mnist1d(arg: str, cfg: DataConfig) -> Source:
     """MNIST-1D (Greydanus & Kobak 2024): 1-D signals of the ten digits, 40 samples long, from the
     `mnist1d` package's own generator (no download); 4,000/1,000 train/test by default."""
@@ -231,7 +231,7 @@ def _import_tfds():
     return tfds
 
 
-@DATASETS.register("tfds")
+@DATASETS.register("tfds", options=("data_dir",))
 def load_tfds(arg: str, cfg: DataConfig) -> Source:
     """Any TFDS image-classification dataset (mnist, fashion_mnist, cifar10, ...); honours data.data_dir."""
     tfds = _import_tfds()

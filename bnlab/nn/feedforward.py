@@ -22,16 +22,19 @@ from ..config.schema import ModelConfig
 from .activations import ACTIVATIONS
 from .initializers import kernel_init
 from .norms import NORMS
+from .traced import TakesNumbers
 
 
-class Hidden(nnx.Module):
+class Hidden(TakesNumbers, nnx.Module):
     """One hidden layer: dropout(act(norm(W x))). `layer` is a Linear or a Conv."""
+
+    NUMBERS = {"dropout": "dropout_rate"}
 
     def __init__(self, layer: nnx.Module, norm: nnx.Module, cfg: ModelConfig):
         self.layer = layer
         self.norm = norm
         self.act = ACTIVATIONS.get(cfg.activation)
-        self.dropout_rate = cfg.dropout  # may be replaced by a traced value (train.numbers)
+        self.dropout_rate = cfg.dropout  # may be replaced by a traced value (nn.traced)
         self.dropout_on = cfg.dropout > 0
 
     def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:

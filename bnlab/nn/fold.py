@@ -4,7 +4,8 @@ In evaluation mode BN is an affine map per output unit, y = s (W x + b - mean) +
 s = γ / sqrt(var + ε), so it can be absorbed into the layer below: W' = W s (each output unit's
 column or channel scaled), b' = s (b - mean) + β. The folded network is the same model with
 `norm: none`; its outputs equal the BN network's evaluation-mode outputs up to float rounding.
-Folding works for the norms whose evaluation is plain BN: batch, batch_renorm, ghost_batch, noisy_batch.
+Folding works for the norms whose evaluation is plain BN, those registered with `Norm(folds=True)`:
+batch, batch_renorm, ghost_batch, noisy_batch.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ from flax import nnx
 from ..config.schema import ModelConfig
 from ..errors import ConfigError
 from .models import build
+from .norms import NORMS
 
-FOLDABLE = ("batch", "batch_renorm", "ghost_batch", "noisy_batch")
+
+def foldable() -> list[str]:
+    return [name for name in NORMS.names() if NORMS.get(name).folds]
 
 
 def fold(cfg: ModelConfig, params: Any, batch_stats: Any) -> tuple[ModelConfig, Any]:
     """(config of the folded model, its params) from a BN model's params and (running or population) statistics."""
-    if cfg.norm not in FOLDABLE:
-        raise ConfigError(f"model.norm: only {', '.join(FOLDABLE)} can be folded, got {cfg.norm!r}")
+    if cfg.norm not in foldable() or cfg.name not in ("mlp", "cnn", "dln"):
+        raise ConfigError(
+            f"model.norm: only {', '.join(foldable())} in a feed-forward model (mlp, cnn, dln) can be folded, got {cfg.norm!r} in {cfg.name!r}"
+        )
     hidden = {}
     for i, block in params["hidden"].items():
         norm, stats = block["norm"], batch_stats["hidden"][i]["norm"]

@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..config.schema import ModelConfig
+from ..config.schema import Config, ModelConfig
 from ..registry import Registry
+from .traced import TakesNumbers
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Norm:
     build: Callable[[int, bool, ModelConfig, nnx.Rngs], nnx.Module]
     absorbs_bias: bool  # a bias before it is redundant (it subtracts a per-feature mean), so the layer drops it
     population: bool = False  # has mean/var batch statistics, so Algorithm 2's population statistics apply
+    folds: bool = False  # its evaluation is plain BN's affine map, so it folds into the layer below (nn.fold)
 
 
 NORMS: Registry[Norm] = Registry("norm", "model.norm")
@@ -72,9 +74,14 @@ def _batch_normalize_jvp(primals, tangents):
     return (y, mean, var), (ty, tx.mean(axes), 2 * ((x - mean) * tx).mean(axes))
 
 
-class BatchNorm(nnx.BatchNorm):
+BN_NUMBERS = {"bn_momentum": "momentum", "norm_epsilon": "epsilon"}
+
+
+class BatchNorm(TakesNumbers, nnx.BatchNorm):
     """`nnx.BatchNorm`, whose values and running averages it keeps bit for bit, with the gradient of
     training mode from `batch_normalize`'s own rule (the same to rounding; faster on a CPU)."""
+
+    NUMBERS = BN_NUMBERS
 
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:  # type: ignore[override]
         if not train or self.use_fast_variance:  # batch_normalize is the two-pass variance's
@@ -85,12 +92,16 @@ class BatchNorm(nnx.BatchNorm):
         return y
 
 
-class LayerNorm(nnx.LayerNorm):
+class LayerNorm(TakesNumbers, nnx.LayerNorm):
+    NUMBERS = {"norm_epsilon": "epsilon"}
+
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:  # type: ignore[override]
         return super().__call__(x)
 
 
-class GroupNorm(nnx.GroupNorm):
+class GroupNorm(TakesNumbers, nnx.GroupNorm):
+    NUMBERS = {"norm_epsilon": "epsilon"}
+
     def __call__(self, x: jax.Array, *, train: bool, rng=None) -> jax.Array:  # type: ignore[override]
         return super().__call__(x)
 
@@ -109,8 +120,10 @@ def santurkar_noise(x: jax.Array, rng: jax.Array) -> jax.Array:
     return s * x + m
 
 
-class _RunningStats(nnx.Module):
+class _RunningStats(TakesNumbers, nnx.Module):
     """γ, β and running statistics per feature, shared by the batch-statistic norms written here."""
+
+    NUMBERS = BN_NUMBERS
 
     def __init__(self, features: int, cfg: ModelConfig):
         self.scale = nnx.Param(jnp.full((features,), cfg.norm_gamma_init, jnp.float32))
@@ -167,6 +180,8 @@ class BatchRenorm(_RunningStats):
     uses (x - mu) / sigma. The limits are constant, or, as in the paper's Sec. 4, r = 1 and d = 0
     (plain BN) until step `renorm_relax_from`, then relaxed linearly to reach rmax at step
     `renorm_rmax_at` and dmax at step `renorm_dmax_at`; a `steps` statistic counts the updates."""
+
+    NUMBERS = {**BN_NUMBERS, "renorm_rmax": "rmax", "renorm_dmax": "dmax"}
 
     def __init__(self, features: int, cfg: ModelConfig):
         super().__init__(features, cfg)
@@ -278,7 +293,47 @@ class Whiten(_RunningStats):
         return self._affine(self._whiten(xc, cov).reshape(x.shape))
 
 
-NORMS.register("none", doc="no normalisation; the linear layer keeps its bias")(Norm(lambda f, spatial, cfg, rngs: Identity(), absorbs_bias=False))
+BN_TRACED = ("bn_momentum", "norm_epsilon")  # every norm with running statistics
+GAMMA = ("norm_gamma_init",)
+
+
+def _divides_width(key: str, zero_means_all: bool = False):
+    """A check that model.<key> divides the width (for convolutions every stage's channels are a
+    multiple of it)."""
+
+    def check(cfg: Config):
+        m, value = cfg.model, getattr(cfg.model, key)
+        if not ((zero_means_all and value == 0) or (value >= 1 and m.width % value == 0)):
+            yield f"model.{key}: must divide model.width ({m.width}){', or be 0 (all features)' if zero_means_all else ''}, got {value}"
+
+    return check
+
+
+def _ghost_divides_batch(cfg: Config):
+    m, t = cfg.model, cfg.train
+    if not t.full_batch and not (m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0):
+        yield f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}"
+
+
+def _lp_p(cfg: Config):
+    if cfg.model.lp_p not in (1.0, 2.0, float("inf")):
+        yield f"model.lp_p: allowed 1, 2, inf; got {cfg.model.lp_p}"
+
+
+def _renorm_limits(cfg: Config):
+    m = cfg.model
+    if not (m.renorm_relax_from >= 0 and all(at == 0 or at > m.renorm_relax_from for at in (m.renorm_rmax_at, m.renorm_dmax_at))):
+        yield (
+            f"model.renorm_rmax_at, model.renorm_dmax_at: 0 (no ramp) or steps after model.renorm_relax_from ({m.renorm_relax_from}), "
+            f"got {m.renorm_rmax_at}, {m.renorm_dmax_at}"
+        )
+    if not (m.renorm_rmax >= 1 and m.renorm_dmax >= 0):
+        yield f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}"
+
+
+NORMS.register("none", doc="no normalisation; the linear layer keeps its bias", colour="#7f7f7f")(
+    Norm(lambda f, spatial, cfg, rngs: Identity(), absorbs_bias=False)
+)
 
 
 def _flax_bn(cls):
@@ -287,28 +342,66 @@ def _flax_bn(cls):
     )
 
 
-NORMS.register("batch", doc="Batch Normalization (Ioffe & Szegedy 2015); per feature/channel over the batch (and space)")(
-    Norm(_flax_bn(BatchNorm), absorbs_bias=True, population=True)
-)
-NORMS.register("ghost_batch", doc="Ghost BN (Hoffer et al. 2017): BN statistics over virtual batches of model.ghost_batch_size")(
-    Norm(lambda f, spatial, cfg, rngs: GhostBatchNorm(f, cfg), absorbs_bias=True, population=True)
-)
-NORMS.register("batch_renorm", doc="Batch Renormalization (Ioffe 2017); r, d clipped by model.renorm_rmax, renorm_dmax")(
-    Norm(lambda f, spatial, cfg, rngs: BatchRenorm(f, cfg), absorbs_bias=True, population=True)
-)
-NORMS.register("noisy_batch", doc="BN followed by Santurkar et al.'s (2018) time-varying noise, in training")(
-    Norm(_flax_bn(NoisyBatchNorm), absorbs_bias=True, population=True)
-)
-NORMS.register("noise", doc="Santurkar et al.'s (2018) noise alone, without BN, in training")(
+NORMS.register(
+    "batch",
+    doc="Batch Normalization (Ioffe & Szegedy 2015); per feature/channel over the batch (and space)",
+    options=BN_TRACED + GAMMA,
+    traced=BN_TRACED,
+    initial=GAMMA,
+    colour="#1f77b4",
+)(Norm(_flax_bn(BatchNorm), absorbs_bias=True, population=True, folds=True))
+NORMS.register(
+    "ghost_batch",
+    doc="Ghost BN (Hoffer et al. 2017): BN statistics over virtual batches of model.ghost_batch_size",
+    options=BN_TRACED + GAMMA + ("ghost_batch_size",),
+    traced=BN_TRACED,
+    initial=GAMMA,
+    check=_ghost_divides_batch,
+    colour="#9467bd",
+)(Norm(lambda f, spatial, cfg, rngs: GhostBatchNorm(f, cfg), absorbs_bias=True, population=True, folds=True))
+NORMS.register(
+    "batch_renorm",
+    doc="Batch Renormalization (Ioffe 2017); r, d clipped by model.renorm_rmax, renorm_dmax",
+    options=BN_TRACED + GAMMA + ("renorm_rmax", "renorm_dmax", "renorm_relax_from", "renorm_rmax_at", "renorm_dmax_at"),
+    traced=BN_TRACED + ("renorm_rmax", "renorm_dmax"),
+    initial=GAMMA,
+    check=_renorm_limits,
+)(Norm(lambda f, spatial, cfg, rngs: BatchRenorm(f, cfg), absorbs_bias=True, population=True, folds=True))
+NORMS.register(
+    "noisy_batch",
+    doc="BN followed by Santurkar et al.'s (2018) time-varying noise, in training",
+    options=BN_TRACED + GAMMA,
+    traced=BN_TRACED,
+    initial=GAMMA,
+    colour="#d62728",
+)(Norm(_flax_bn(NoisyBatchNorm), absorbs_bias=True, population=True, folds=True))
+NORMS.register("noise", doc="Santurkar et al.'s (2018) noise alone, without BN, in training", colour="#8c564b")(
     Norm(lambda f, spatial, cfg, rngs: Noise(), absorbs_bias=False)
 )
-NORMS.register("lp", doc="l_p normalisation (Santurkar et al. 2018, Sec. 3.3): divide by the batch's mean l_p deviation, p = model.lp_p")(
-    Norm(lambda f, spatial, cfg, rngs: LpNorm(f, cfg), absorbs_bias=True)
-)
-NORMS.register("whiten", doc="ZCA whitening over the batch in groups of model.whiten_group_size (Huang et al. 2018)")(
-    Norm(lambda f, spatial, cfg, rngs: Whiten(f, cfg), absorbs_bias=True)
-)
-NORMS.register("layer", doc="Layer Normalization (Ba et al. 2016); per example over features (and space)")(
+NORMS.register(
+    "lp",
+    doc="l_p normalisation (Santurkar et al. 2018, Sec. 3.3): divide by the batch's mean l_p deviation, p = model.lp_p",
+    options=BN_TRACED + GAMMA + ("lp_p",),
+    traced=BN_TRACED,
+    initial=GAMMA,
+    check=_lp_p,
+)(Norm(lambda f, spatial, cfg, rngs: LpNorm(f, cfg), absorbs_bias=True))
+NORMS.register(
+    "whiten",
+    doc="ZCA whitening over the batch in groups of model.whiten_group_size (Huang et al. 2018)",
+    options=BN_TRACED + GAMMA + ("whiten_group_size",),
+    traced=BN_TRACED,
+    initial=GAMMA,
+    check=_divides_width("whiten_group_size", zero_means_all=True),
+)(Norm(lambda f, spatial, cfg, rngs: Whiten(f, cfg), absorbs_bias=True))
+NORMS.register(
+    "layer",
+    doc="Layer Normalization (Ba et al. 2016); per example over features (and space)",
+    options=("norm_epsilon",) + GAMMA,
+    traced=("norm_epsilon",),
+    initial=GAMMA,
+    colour="#ff7f0e",
+)(
     Norm(
         lambda f, spatial, cfg, rngs: LayerNorm(
             f,
@@ -322,7 +415,15 @@ NORMS.register("layer", doc="Layer Normalization (Ba et al. 2016); per example o
         absorbs_bias=False,
     )
 )
-NORMS.register("group", doc="Group Normalization (Wu & He 2018); per example over model.groups channel groups (and space)")(
+NORMS.register(
+    "group",
+    doc="Group Normalization (Wu & He 2018); per example over model.groups channel groups (and space)",
+    options=("norm_epsilon", "groups") + GAMMA,
+    traced=("norm_epsilon",),
+    initial=GAMMA,
+    check=_divides_width("groups"),
+    colour="#2ca02c",
+)(
     Norm(
         lambda f, spatial, cfg, rngs: GroupNorm(
             f, num_groups=cfg.groups, epsilon=cfg.norm_epsilon, scale_init=_gamma_init(cfg), use_fast_variance=False, rngs=rngs

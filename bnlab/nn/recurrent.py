@@ -32,11 +32,14 @@ from ..config.schema import ModelConfig
 from ..registry import Registry
 from .activations import ACTIVATIONS
 from .initializers import kernel_init
-from .norms import BatchNorm, Identity, LayerNorm
+from .norms import BN_NUMBERS, BN_TRACED, GAMMA, BatchNorm, Identity, LayerNorm
+from .traced import TakesNumbers
 
 
-class PerStepBatchNorm(nnx.Module):
+class PerStepBatchNorm(TakesNumbers, nnx.Module):
     """BN with separate statistics for each time step t < steps (Cooijmans et al. 2016)."""
+
+    NUMBERS = BN_NUMBERS
 
     def __init__(self, features: int, steps: int, cfg: ModelConfig):
         self.scale = nnx.Param(jnp.full((features,), cfg.norm_gamma_init, jnp.float32))
@@ -83,13 +86,22 @@ class SharedOverTime(nnx.Module):
 
 RnnNormBuilder = Callable[[int, int, ModelConfig, nnx.Rngs], nnx.Module]
 RNN_NORMS: Registry[RnnNormBuilder] = Registry("recurrent norm", "model.norm")
-RNN_NORMS.register("none", doc="no normalisation")(lambda f, T, cfg, rngs: SharedOverTime(Identity()))
-RNN_NORMS.register("layer", doc="LayerNorm at every step")(
+RNN_NORMS.register("none", doc="no normalisation", colour="#7f7f7f")(lambda f, T, cfg, rngs: SharedOverTime(Identity()))
+RNN_NORMS.register(
+    "layer", doc="LayerNorm at every step", options=("norm_epsilon",) + GAMMA, traced=("norm_epsilon",), initial=GAMMA, colour="#ff7f0e"
+)(
     lambda f, T, cfg, rngs: SharedOverTime(
         LayerNorm(f, epsilon=cfg.norm_epsilon, scale_init=nnx.initializers.constant(cfg.norm_gamma_init), use_fast_variance=False, rngs=rngs)
     )
 )
-RNN_NORMS.register("batch", doc="BN shared over time steps (one set of running averages)")(
+RNN_NORMS.register(
+    "batch",
+    doc="BN shared over time steps (one set of running averages)",
+    options=BN_TRACED + GAMMA,
+    traced=BN_TRACED,
+    initial=GAMMA,
+    colour="#1f77b4",
+)(
     lambda f, T, cfg, rngs: SharedOverTime(
         BatchNorm(
             f,
@@ -101,9 +113,14 @@ RNN_NORMS.register("batch", doc="BN shared over time steps (one set of running a
         )
     )
 )
-RNN_NORMS.register("batch_per_step", doc="BN with separate statistics per time step (Cooijmans et al. 2016)")(
-    lambda f, T, cfg, rngs: PerStepBatchNorm(f, T, cfg)
-)
+RNN_NORMS.register(
+    "batch_per_step",
+    doc="BN with separate statistics per time step (Cooijmans et al. 2016)",
+    options=BN_TRACED + GAMMA,
+    traced=BN_TRACED,
+    initial=GAMMA,
+    colour="#17becf",
+)(lambda f, T, cfg, rngs: PerStepBatchNorm(f, T, cfg))
 
 
 def _path_norm(cfg: ModelConfig, path: str, features: int, steps: int, rngs: nnx.Rngs) -> nnx.Module:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..measure.hessian import density
-from .runs import COLORS, Run, has_metric, legend_label, nan_stats, pyplot, save, series
+from .figure_helpers import COLORS, Run, has_metric, legend_label, nan_stats, pyplot, save, series
 
 SEED_BAND = "line: mean over seeds; band: min–max over seeds"
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..runner.results import final_metrics
-from .runs import COLORS, Run, has_metric, legend_label, mark_diverged, nan_stats, pyplot, save, series, short
+from .figure_helpers import COLORS, Run, has_metric, legend_label, mark_diverged, nan_stats, pyplot, save, series, short
 
 CLASSIFICATION_PANELS = (
     ("train_loss", "train loss (mean since the last log)"),

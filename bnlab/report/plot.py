@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ..runner.results import load_runs, varying_keys
 from .diagnostic_figures import plot_diagnostics
+from .figure_helpers import group_runs, has_metric, short
 from .figures import final_vs, gradient_norms, learning_curves
-from .runs import group_runs, has_metric, short
 
 
 def plot_all(out_dir: str | Path, fmt: str = "png") -> list[Path]:

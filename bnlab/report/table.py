@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..runner.results import final_metrics, load_runs, varying_keys
-from .runs import short
+from .figure_helpers import short
 
 
 def _cell(values: list[float]) -> str:

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 from ..config.sweep import RunSpec
 from ..errors import ConfigError
-from ..train.numbers import structure_key
 from ..train.state import total_steps
+from ..train.structure import structure_key
 from .compilation_cache import enable_compilation_cache
 from .folder import hold, record_sweep
 from .loop import run_group

@@ -24,8 +24,8 @@ from ..data.dataset import Dataset
 from ..measure import diagnostics
 from ..train import optim
 from ..train.evaluation import Evaluator
-from ..train.numbers import as_arrays, structure_key, traced_numbers
 from ..train.program import TrainProgram
+from ..train.structure import as_arrays, structure_key, traced_numbers
 from ..train.vectorized import VectorizedProgram, pick, stack
 from .profile import Phases
 from .results import RunDir, atomic_write
@@ -33,7 +33,7 @@ from .results import RunDir, atomic_write
 
 class ProgramCache:
     """Programs, evaluators and diagnostics built in this process, reused by later runs: training
-    programs and evaluators per structure (train.numbers: runs that differ only in numbers share
+    programs and evaluators per structure (train.structure: runs that differ only in numbers share
     one compilation), diagnostics per whole config (they measure with the run's own optimiser and
     model numbers). Bounded, oldest out."""
 
@@ -231,7 +231,7 @@ def float32_matmuls():
 
 
 def run_group(cfgs: list[Config], dataset: Dataset, rds: list[RunDir], on_compiled=None) -> list[str]:
-    """Train runs of one structure (train.numbers; they must start at the same step) together:
+    """Train runs of one structure (train.structure; they must start at the same step) together:
     one vmapped program when there are several, the ordinary compiled chunks for one. Each run is
     written to its own folder exactly as if it had been trained alone. `on_compiled()` is called once
     the programs are compiled (the chunk, and the evaluation and diagnostics of the first row).

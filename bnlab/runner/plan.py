@@ -12,12 +12,12 @@ from omegaconf import OmegaConf
 from ..config.load import flatten, load, to_dict, to_object
 from ..config.schema import Config
 from ..config.sweep import RunSpec, expand
-from ..config.validate import validate, validate_against_data
 from ..data.dataset import Dataset
 from ..data.dataset import load as load_dataset
 from ..errors import ConfigError
 from .folder import check_same_sweep, check_writable
 from .results import RunDir
+from .validate import validate, validate_against_data
 
 
 @dataclass

@@ -7,7 +7,7 @@ and the progress bar. A worker that dies takes only its current run with it: tha
 as failed (a rerun retries it) and the other workers carry on.
 
 No two workers compile the same program at once: the parent queues one run of each structure
-(train.numbers) first and the rest of that structure only once that run reports its programs
+(train.structure) first and the rest of that structure only once that run reports its programs
 compiled, so the other workers load them from the persistent compilation cache.
 
 Nothing here imports JAX at module level: the environment of a worker must be set first.
@@ -112,7 +112,7 @@ class _Dispatch:
     signal per worker."""
 
     def __init__(self, p: "Plan", run_ids: list[str], jobs, workers: int, costs: dict[str, float] | None = None):
-        from ..train.numbers import structure_key
+        from ..train.structure import structure_key
 
         self.jobs, self.workers = jobs, workers
         self.costs = costs or dict.fromkeys(run_ids, 0.0)

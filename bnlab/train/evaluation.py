@@ -17,7 +17,8 @@ from ..data.dataset import Dataset
 from ..nn.models import RECURRENT
 from ..nn.norms import NORMS
 from ..nn.recurrent import SharedOverTime
-from . import numbers as traced
+from ..nn.traced import give_numbers
+from . import structure
 from .model_fns import ModelFunctions
 from .state import TrainState, per_example
 
@@ -52,7 +53,7 @@ class Evaluator:
                 module.collect_batch_stats = True
         self._graphdef_momentum0 = nnx.split(copy, nnx.Param, nnx.BatchStat)[0]
         self._recurrent = cfg.model.name in RECURRENT
-        self.numbers = traced.as_arrays(traced.traced_numbers(cfg))
+        self.numbers = structure.as_arrays(structure.traced_numbers(cfg))
         self._population_jit = model.jit(self._population)
         self._eval = model.jit(self._evaluate_batch)
         # one batch shape for every split, so that they share one compiled program
@@ -62,10 +63,10 @@ class Evaluator:
 
     # -- population statistics (Ioffe & Szegedy 2015, Algorithm 2) -----------------------------------
     def _model_numbers(self, numbers):
-        """The module attributes to set; BN momentum stays 0 in the copy that collects statistics."""
-        attributes = traced.split(self.numbers if numbers is None else numbers)[1]
-        attributes.pop("momentum", None)
-        return attributes
+        """The model numbers to give the modules; BN momentum stays 0 in the copy that collects statistics."""
+        model_numbers = structure.split(self.numbers if numbers is None else numbers)[1]
+        model_numbers.pop("bn_momentum", None)
+        return model_numbers
 
     def _population(self, params, batch_stats, xs, attributes):
         """Each BN layer's E[mean_B] and m/(m-1) E[var_B] over training-mode passes of batches xs
@@ -75,7 +76,7 @@ class Evaluator:
 
         def one(xb):
             net = self.model.merge(params, batch_stats, self._graphdef_momentum0)
-            traced.set_module_numbers(net, attributes)
+            give_numbers(net, attributes)
             _, pres = net(xb, train=True, capture=True)
             stats = nnx.to_pure_dict(nnx.state(net, nnx.BatchStat))
             for path, steps in _step_stats(nnx.to_pure_dict(nnx.state(net, nnx.Intermediate))):

@@ -16,8 +16,9 @@ from flax import nnx
 
 from ..config.schema import ModelConfig
 from ..nn.models import CONVOLUTIONAL, build
-from .numbers import INIT_NUMBERS, MODEL_NUMBERS, set_module_numbers
+from ..nn.traced import check_taken, give_numbers
 from .state import Forward, per_example
+from .structure import initial_keys, model_traced_keys
 
 
 def compiler_options(model_name: str) -> dict[str, Any]:
@@ -45,7 +46,10 @@ class ModelFunctions:
     def __init__(self, model_cfg: ModelConfig, image_shape: tuple[int, ...], num_classes: int, task: str):
         self.model_cfg, self.image_shape, self.num_classes, self.task = model_cfg, tuple(image_shape), num_classes, task
         # shapes only (nnx.eval_shape): building the module eagerly would compile every initialiser op
-        self.graphdef, self._param_template, self._stats_template = nnx.split(self.abstract(model_cfg), nnx.Param, nnx.BatchStat)
+        abstract = self.abstract(model_cfg)
+        check_taken(abstract, model_traced_keys(model_cfg), f"model.norm {model_cfg.norm!r} with model.name {model_cfg.name!r}")
+        self.graphdef, self._param_template, self._stats_template = nnx.split(abstract, nnx.Param, nnx.BatchStat)
+        self.initial = initial_keys(model_cfg)
         self._init_fn = None
         self.has_batch_stats = bool(jax.tree.leaves(nnx.to_pure_dict(self._stats_template)))
         self.num_hidden = len(nnx.to_pure_dict(self._param_template)["hidden"])
@@ -73,10 +77,10 @@ class ModelFunctions:
         self, params: Any, batch_stats: Any, x: jax.Array, *, train: bool, rng=None, capture: bool = False, graphdef=None, numbers=None
     ) -> Forward:
         """Forward pass. `train` means BN uses (and updates) batch statistics; an `rng` key turns on
-        dropout and norm noise; `numbers` (module attribute -> traced value, see train.numbers)
+        dropout and norm noise; `numbers` (model config number -> traced value, see train.structure)
         replace the structure's own BN momentum, epsilon, dropout rate, etc."""
         model = self.merge(params, batch_stats, graphdef)
-        set_module_numbers(model, numbers or {})
+        give_numbers(model, numbers or {})
         out = model(x, train=train, rng=rng, capture=capture)
         logits, pre = out if capture else (out, ())
         new_stats = nnx.to_pure_dict(nnx.state(model, nnx.BatchStat)) if train else batch_stats
@@ -89,14 +93,14 @@ class ModelFunctions:
 
     def init_variables(self, seed: int, model_cfg: ModelConfig | None = None) -> tuple[Any, Any]:
         """(params, batch_stats) as pure dicts; `model_cfg` may differ from this structure's in its
-        numbers only (train.numbers). One compiled program per structure: the seed and the init
+        numbers only (train.structure). One compiled program per structure: the seed and the init
         numbers are traced (they only scale or fill values), instead of one compilation per
         initialiser op and shape, which dominated sweeps over many structures, or one per init config."""
         cfg = model_cfg or self.model_cfg
-        numbers_only = (*INIT_NUMBERS, *MODEL_NUMBERS)  # the traced model numbers (BN momentum, ...) do not touch initial values
+        numbers_only = (*self.initial, *model_traced_keys(cfg))  # the traced model numbers (BN momentum, ...) do not touch initial values
         if dataclasses.replace(cfg, **{k: getattr(self.model_cfg, k) for k in numbers_only}) != self.model_cfg:
             raise ValueError("init_variables: model_cfg differs from this structure's in more than its numbers")
-        numbers = {k: jnp.float32(getattr(cfg, k)) for k in INIT_NUMBERS}
+        numbers = {k: jnp.float32(getattr(cfg, k)) for k in self.initial}
         if self._init_fn is None:
 
             def init(seed, numbers):

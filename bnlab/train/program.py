@@ -24,14 +24,14 @@ from ..config.schema import Config
 from ..data.dataset import Dataset
 from . import optim
 from .model_fns import ModelFunctions
-from .numbers import as_arrays, split, traced_numbers
 from .permutation import permutation
 from .state import TrainState, layer_norms, leaf_names, per_example, squared_norms, total_steps
+from .structure import as_arrays, split, traced_numbers
 
 
 class TrainProgram:
     """Training for one model structure, optimiser and dataset. Runs that differ only in the seed,
-    init numbers or the numbers of train.numbers (learning rate, BN momentum, ...) share one program
+    init numbers or the numbers of train.structure (learning rate, BN momentum, ...) share one program
     and so one compilation: those numbers are arguments of the compiled chunk."""
 
     def __init__(self, cfg: Config, dataset: Dataset):
@@ -121,7 +121,7 @@ class TrainProgram:
 
     def chunk(self, state: TrainState, x_train, y_train, num_steps, numbers):
         """`num_steps` (a traced count, so any chunk length shares one compilation) optimiser steps,
-        with the run's traced `numbers` (train.numbers). A loop over the epochs the chunk touches,
+        with the run's traced `numbers` (train.structure). A loop over the epochs the chunk touches,
         each computing its permutation once, around a `lax.fori_loop` over that epoch's steps (no
         per-step branch). Returns the new state and the chunk's summary (step metrics averaged over
         the chunk)."""

@@ -1,7 +1,7 @@
 """Vectorised groups: runs that differ only in numbers train as one `vmap`ped program.
 
 Seed and init numbers enter through the initial states (stacked along a leading axis); the traced
-numbers of each run (train.numbers: learning rate, BN momentum, ...) are stacked the same way.
+numbers of each run (train.structure: learning rate, BN momentum, ...) are stacked the same way.
 The step counter is shared, not batched: the runs advance in lockstep, and an unbatched step keeps
 the chunk's epoch loop a loop with one trip count for all runs (a batched bound would make vmap run
 every run's steps under a mask).
@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 
 from ..config.schema import Config
-from .numbers import traced_numbers
 from .program import TrainProgram
 from .state import TrainState
+from .structure import traced_numbers
 
 
 def stack(states: list[TrainState]) -> TrainState:

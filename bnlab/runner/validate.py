@@ -1,23 +1,25 @@
 """Semantic validation: ranges and registry names, checked for every run before any work starts.
 
-Each problem names its key and what is allowed, and all problems are reported at once. This module
-sits above the registries (datasets, models, norms, optimisers), which only know the schema.
+Each problem names its key and what is allowed, and all problems are reported at once. The checks
+that belong to one component (a norm's group size, a model's options) are that component's own,
+declared with it (`check=` in its registration); here they are collected for the components a
+config selects. This module sits in the runner, after every registry it reads.
 """
 
 from __future__ import annotations
 
 import math
 
+from ..config.load import flatten, to_dict
+from ..config.schema import BN_MODES, Config, DiagnosticsConfig
 from ..data.sources import parse_name
 from ..errors import ConfigError
 from ..nn.activations import ACTIVATIONS
 from ..nn.initializers import INITIALIZERS
-from ..nn.models import MODELS, RECURRENT
+from ..nn.models import MODELS, RECURRENT, components
 from ..nn.norms import NORMS
 from ..nn.recurrent import RNN_NORMS
 from ..train.optim import OPTIMIZERS
-from .load import flatten, to_dict
-from .schema import BN_MODES, Config, DiagnosticsConfig
 
 STANDARDIZE = ("none", "feature", "channel")
 SCHEDULES = ("constant", "cosine", "linear", "step")
@@ -76,7 +78,6 @@ def validate(cfg: Config) -> None:
     recurrent = m.name in RECURRENT
     registered(RNN_NORMS if recurrent else NORMS, m.norm)
     if recurrent:
-        check(m.rnn_norm_paths in ("both", "input", "hidden"), f"model.rnn_norm_paths: unknown {m.rnn_norm_paths!r}; allowed: both, input, hidden")
         check(not cfg.diagnostics.ics.enabled, "diagnostics.ics: defined for feed-forward layers (mlp, cnn, dln), not recurrent models")
     registered(ACTIVATIONS, m.activation)
     mults = cfg.diagnostics.landscape.eta_multipliers
@@ -99,29 +100,10 @@ def validate(cfg: Config) -> None:
     check(0 <= m.dropout < 1, f"model.dropout: must be in [0, 1), got {m.dropout}")
     check(0 <= m.bn_momentum < 1, f"model.bn_momentum: must be in [0, 1) (Flax convention, 0.99 default), got {m.bn_momentum}")
     check(m.norm_epsilon > 0, f"model.norm_epsilon: must be > 0, got {m.norm_epsilon}")
-    check(m.groups >= 1, f"model.groups: must be >= 1, got {m.groups}")
-    if m.norm == "group":
-        check(m.width % m.groups == 0, f"model.groups: must divide model.width ({m.width}), got {m.groups}")
-    if m.norm == "ghost_batch" and not t.full_batch:
-        check(
-            m.ghost_batch_size >= 1 and t.batch_size % m.ghost_batch_size == 0,
-            f"model.ghost_batch_size: must divide train.batch_size ({t.batch_size}), got {m.ghost_batch_size}",
-        )
-    if m.norm == "whiten":
-        check(
-            m.whiten_group_size == 0 or (m.whiten_group_size >= 1 and m.width % m.whiten_group_size == 0),
-            f"model.whiten_group_size: must divide model.width ({m.width}), or be 0 (all features), got {m.whiten_group_size}",
-        )
-    check(m.lp_p in (1.0, 2.0, float("inf")), f"model.lp_p: allowed 1, 2, inf; got {m.lp_p}")
-    check(
-        m.renorm_relax_from >= 0 and all(at == 0 or at > m.renorm_relax_from for at in (m.renorm_rmax_at, m.renorm_dmax_at)),
-        f"model.renorm_rmax_at, model.renorm_dmax_at: 0 (no ramp) or steps after model.renorm_relax_from ({m.renorm_relax_from}), "
-        f"got {m.renorm_rmax_at}, {m.renorm_dmax_at}",
-    )
-    check(
-        m.renorm_rmax >= 1 and m.renorm_dmax >= 0,
-        f"model.renorm_rmax, model.renorm_dmax: need rmax >= 1 and dmax >= 0, got {m.renorm_rmax}, {m.renorm_dmax}",
-    )
+    for registry, name in components(m) + [(OPTIMIZERS, o.name)]:  # each component's own checks (its Declaration)
+        declared = registry.declaration(name) if name in registry else None
+        if declared is not None and declared.check is not None:
+            problems.extend(declared.check(cfg))
 
     registered(OPTIMIZERS, o.name)
     check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
