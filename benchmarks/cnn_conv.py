@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import optax
 from timing import torch_device, torch_sync
 
-from bnlab.nn.feedforward import max_pool_2x2
+from bnlab.nn.kernels import max_pool_2x2
 
 
 def conv_xla(x, w):

@@ -1,6 +1,7 @@
 """Models: placement of norms, bias dropping, initialisers and their scale, dropout."""
 
 import functools
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -87,7 +88,7 @@ def test_capture_returns_pre_activations():
 
 @pytest.mark.parametrize("shape", [(4, 8, 8, 3), (2, 7, 5, 2)])
 def test_reshape_max_pool_equals_flax_max_pool_and_its_gradient(shape):
-    from bnlab.nn.feedforward import max_pool_2x2
+    from bnlab.nn.kernels import max_pool_2x2
 
     x = jnp.round(2 * jax.random.normal(jax.random.PRNGKey(0), shape))  # many ties: the gradient must pick the same one
     flax_pool = lambda a: nnx.max_pool(a, (2, 2), strides=(2, 2))  # noqa: E731
@@ -99,7 +100,7 @@ def test_reshape_max_pool_equals_flax_max_pool_and_its_gradient(shape):
 def test_max_pool_forward_mode_second_order_and_vmap_match_flax_max_pool():
     """The pool's own tangent rule serves every transformation: forward mode, the Hessian-vector
     products of the curvature probes (forward over reverse) and vmapped sweeps."""
-    from bnlab.nn.feedforward import max_pool_2x2
+    from bnlab.nn.kernels import max_pool_2x2
 
     x = jnp.round(2 * jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 3)))  # ties
     v = jax.random.normal(jax.random.PRNGKey(1), x.shape)
@@ -123,7 +124,7 @@ def test_max_pool_forward_mode_second_order_and_vmap_match_flax_max_pool():
 def test_max_pool_gradients_fusion_boundary_is_cpu_only():
     """The conditional that keeps XLA:CPU from recomputing the pooled gradient would make a GPU wait
     for its predicate on the host each step: lowered for a GPU or TPU, the gradient has none."""
-    from bnlab.nn.feedforward import max_pool_2x2
+    from bnlab.nn.kernels import max_pool_2x2
 
     grad = jax.jit(jax.grad(lambda a: jnp.sum(jnp.sin(max_pool_2x2(a)))))
     x = jnp.ones((2, 4, 4, 3))
@@ -134,7 +135,7 @@ def test_max_pool_gradients_fusion_boundary_is_cpu_only():
 
 @pytest.mark.parametrize("shape,bias", [((3, 8, 8, 2), True), ((2, 7, 5, 3), False), ((4, 1, 1, 6), True)])
 def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias):
-    from bnlab.nn.feedforward import SlicedConv
+    from bnlab.nn.kernels import SlicedConv
 
     kw = dict(kernel_size=(3, 3), padding="SAME", use_bias=bias, bias_init=nnx.initializers.normal(1.0))
     sliced, flax_conv = SlicedConv(shape[-1], 5, rngs=nnx.Rngs(0), **kw), nnx.Conv(shape[-1], 5, rngs=nnx.Rngs(0), **kw)
@@ -151,3 +152,66 @@ def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias):
     np.testing.assert_allclose(gx_s, gx_f, rtol=1e-5, atol=1e-5)
     for a, b in zip(jax.tree.leaves(gp_s), jax.tree.leaves(gp_f)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kw,wrong",
+    [
+        ({"kernel_size": (5, 5)}, "kernel_size"),
+        ({"kernel_size": (3, 3), "strides": 2}, "strides"),
+        ({"kernel_size": (3, 3), "padding": "VALID"}, "padding"),
+    ],
+)
+def test_sliced_convolution_refuses_what_it_does_not_compute(kw, wrong):
+    from bnlab.nn.kernels import SlicedConv
+
+    with pytest.raises(ValueError, match=f"3x3, stride-1, SAME convolution only; got {wrong}="):
+        SlicedConv(2, 4, rngs=nnx.Rngs(0), **kw)
+
+
+def test_plain_xla_trains_the_cnn_with_flax_layers_to_the_same_results(monkeypatch):
+    """BNLAB_PLAIN_XLA=1: nnx.Conv, nnx.max_pool and no compiler options, the same training to float rounding."""
+    from bnlab.config.load import load, to_object
+    from bnlab.data.dataset import load as load_dataset
+    from bnlab.train.program import TrainProgram
+    from bnlab.train.xla_options import compiler_options
+
+    cfg = to_object(load(None, ["model.name=cnn", "model.width=4", "model.depth=2", "train.steps=30", "train.batch_size=32"]))
+    dataset = load_dataset(cfg.data)
+
+    def train(plain: bool):
+        monkeypatch.setenv("BNLAB_PLAIN_XLA", "1" if plain else "0")
+        program = TrainProgram(cfg, dataset)
+        convs = [type(h.layer).__name__ for h in program.model.abstract(cfg.model).hidden]
+        state, _ = program.train_chunk(program.init(0), 30)
+        return convs, compiler_options("cnn"), np.concatenate([np.ravel(v) for v in jax.tree.leaves(state.params)])
+
+    (convs_ours, options_ours, ours), (convs_plain, options_plain, plain) = train(False), train(True)
+    assert set(convs_ours) == {"SlicedConv"} and set(convs_plain) == {"Conv"}
+    assert options_plain == {} and (options_ours or jax.default_backend() != "cpu")
+    np.testing.assert_allclose(ours, plain, rtol=2e-3, atol=2e-5)
+
+
+def test_an_xla_option_this_jaxlib_does_not_know_is_skipped_with_one_warning():
+    from bnlab.train.xla_options import known
+
+    with pytest.warns(UserWarning, match="xla_cpu_option_from_the_future=1 is not known to jaxlib") as record:
+        assert not known("xla_cpu_option_from_the_future", 1)
+        assert not known("xla_cpu_option_from_the_future", 1)  # asked again: no second warning
+    assert len(record) == 1
+    assert known("xla_cpu_prefer_vector_width", 512) or jax.default_backend() != "cpu"
+
+
+def test_the_installed_jax_stack_is_within_the_pinned_bounds():
+    """pyproject.toml pins jax, jaxlib and flax to the range this suite is tested on."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["dependencies"]
+    pinned = {r.name: r.specifier for r in map(Requirement, deps)}
+    for name in ("jax", "jaxlib", "flax"):
+        spec = pinned[name]
+        assert any(s.operator == "<" for s in spec) and any(s.operator == ">=" for s in spec), f"{name}: give both bounds"
+        assert version(name) in spec, f"{name} {version(name)} is outside {spec}"

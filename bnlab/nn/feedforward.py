@@ -11,7 +11,6 @@ pre-activation (for activation diagnostics).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
@@ -21,6 +20,7 @@ from flax import nnx
 from ..config.schema import ModelConfig
 from .activations import ACTIVATIONS
 from .initializers import kernel_init
+from .kernels import conv_3x3, pool_2x2
 from .norms import NORMS
 from .traced import TakesNumbers
 
@@ -78,76 +78,6 @@ class MLP(nnx.Module):
         return (logits, pres) if capture else logits
 
 
-def _pool_choice(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """The 2x2 windows' maxima and which entry each took (0..3 in row-major order, the first on
-    ties, as reduce_window's gradient), from x of shape (n, h/2, 2, w/2, 2, c)."""
-    left = x[:, :, 0, :, 0] >= x[:, :, 0, :, 1]
-    right = x[:, :, 1, :, 0] >= x[:, :, 1, :, 1]
-    top = jnp.where(left, x[:, :, 0, :, 0], x[:, :, 0, :, 1])
-    bottom = jnp.where(right, x[:, :, 1, :, 0], x[:, :, 1, :, 1])
-    upper = top >= bottom
-    choice = jnp.where(upper, jnp.where(left, 0, 1), jnp.where(right, 2, 3)).astype(jnp.int8)
-    return jnp.where(upper, top, bottom), choice
-
-
-@jax.custom_jvp
-def _max_pool_windows(x: jax.Array) -> jax.Array:
-    return _pool_choice(x)[0]
-
-
-@_max_pool_windows.defjvp
-def _max_pool_windows_jvp(primals, tangents):
-    """The tangent as a masked sum over each window, so that the gradient, its transpose, is one
-    broadcast and select (autodiff of the selections gives four strided pads, which XLA's CPU
-    backend runs as a branch per element)."""
-    (x,), (t,) = primals, tangents
-    out, choice = _pool_choice(x)
-    iota = functools.partial(jax.lax.broadcasted_iota, jnp.int8, (1, 1, 2, 1, 2, 1))
-    mask = choice[:, :, None, :, None, :] == 2 * iota(2) + iota(4)
-    return out, _computed_once(jnp.sum(jnp.where(mask, t, 0.0), axis=(2, 4)), x)
-
-
-def _computed_once(v: jax.Array, x: jax.Array) -> jax.Array:
-    """v, on a CPU passed through a conditional whose branches both return it (its predicate, from
-    x, only has to be unknown to the compiler). In the gradient this holds the pooled output's
-    cotangent: without it XLA's CPU backend fuses that cotangent's producer, the next
-    convolution's col2im (nine shifted pads), into the broadcast over each window and recomputes
-    it four times (measured: the largest op of the CNN's step). A conditional is a fusion boundary
-    XLA keeps; `optimization_barrier` is dropped before fusion on a CPU. Elsewhere v as it is: a
-    GPU would wait for the predicate on the host."""
-
-    def held(v, x):
-        return jax.lax.cond(jnp.isfinite(x.reshape(-1)[0]), lambda a: a, lambda a: a + 0.0, v)
-
-    return jax.lax.platform_dependent(v, x, cpu=held, default=lambda v, x: v)
-
-
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-    """2x2 max pooling with stride 2 (an odd last row or column is dropped, as with 'VALID'): the
-    values and the gradient of `nnx.max_pool`, ties included (the gradient goes to the first
-    maximum in row-major order, as reduce_window's does), but without XLA's select-and-scatter,
-    which is slow on a CPU (measured: 5.0 vs 0.27 ms forward + backward at 60x28x28x16)."""
-    n, h, w, c = x.shape
-    return _max_pool_windows(x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c))
-
-
-class SlicedConv(nnx.Conv):
-    """A 3x3, stride-1, SAME convolution computed as the 9 shifted slices of the zero-padded input,
-    concatenated on the channel axis, times the kernel as one (9 c_in, c_out) matrix. Same
-    parameters, initialisation and values as `nnx.Conv` (tested against it), but on a CPU XLA
-    runs this matmul faster than its own convolution and that convolution's backward pass
-    (benchmarks/cnn_conv.py)."""
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        n, h, w, c = x.shape
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = jnp.concatenate([padded[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
-        y = patches.reshape(n * h * w, 9 * c) @ self.kernel.value.reshape(9 * c, -1)
-        if self.bias is not None:
-            y = y + self.bias.value
-        return y.reshape(n, h, w, -1)
-
-
 class CNN(nnx.Module):
     """Small VGG-style net: `depth` stages of `convs_per_stage` 3x3 convs (width * 2**stage channels),
     each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier."""
@@ -161,7 +91,7 @@ class CNN(nnx.Module):
         for stage in range(cfg.depth):
             out = cfg.width * 2**stage
             for i in range(cfg.convs_per_stage):
-                conv = SlicedConv(channels, out, (3, 3), padding="SAME", use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
+                conv = conv_3x3(channels, out, use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
                 self.hidden.append(Hidden(conv, norm.build(out, True, cfg, rngs), cfg))
                 channels = out
                 last = i == cfg.convs_per_stage - 1
@@ -177,7 +107,7 @@ class CNN(nnx.Module):
             x, pre = layer(x, train=train, rng=key)
             pres.append(pre)
             if pool:
-                x = max_pool_2x2(x)
+                x = pool_2x2(x)
         logits = self.head(x.reshape((x.shape[0], -1)))
         return (logits, pres) if capture else logits
 

@@ -15,29 +15,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..config.schema import ModelConfig
-from ..nn.models import CONVOLUTIONAL, build
+from ..nn.models import build
 from ..nn.traced import check_taken, give_numbers
 from .state import Forward, per_example
 from .structure import initial_keys, model_traced_keys
-
-
-def compiler_options(model_name: str) -> dict[str, Any]:
-    """XLA options for the programs that run a `model_name` net (none off a CPU). On a CPU:
-    - 512-bit vectors for the loops XLA emits itself (elementwise fusions, reductions, the gather;
-      the matmuls run in libraries): XLA's CPU backend prefers 256 bits, because some CPUs clock
-      down on 512-bit instructions. On this project's AMD EPYC (AVX-512 at full speed) the training
-      steps ran 1.03-1.05x faster with 512; a CPU without AVX-512 keeps to the vectors it has.
-    - for conv nets, the matmuls in Eigen rather than YNNPACK (YNNPACK keeps the reductions): the
-      convolutions' patch matmuls contract over 9 to 144 values, or over every pixel of the batch
-      for the weight gradients, and Eigen ran the CNN's steps 1.09-1.11x faster; the MLP's
-      (784-100-100-100-10) ran 0.97-1.00x as fast and an LSTM's 0.94-0.97x, so the other models
-      keep YNNPACK (README, Speed)."""
-    if jax.default_backend() != "cpu":
-        return {}
-    options: dict[str, Any] = {"xla_cpu_prefer_vector_width": 512}
-    if model_name in CONVOLUTIONAL:
-        options["xla_cpu_experimental_ynn_fusion_type"] = "LIBRARY_FUSION_TYPE_REDUCE"
-    return options
+from .xla_options import compiler_options
 
 
 class ModelFunctions:
