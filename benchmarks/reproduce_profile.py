@@ -66,9 +66,9 @@ def main() -> None:
     parser.add_argument("claims", nargs="?", default=str(ROOT / "results" / "claims"), help="a claims folder written by bnlab reproduce")
     parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)), help="worker processes the reproduction used")
     args = parser.parse_args()
-    from experiments import CLAIM_MODULES
+    from experiments import claim_names
 
-    order = {name: i for i, name in enumerate(CLAIM_MODULES)}
+    order = {name: i for i, name in enumerate(claim_names())}
     folders = sorted((p for p in Path(args.claims).iterdir() if (p / "claim.json").exists()), key=lambda p: (order[p.name.split(".")[0]], p.name))
     rows = [claim_profile(f, args.workers) for f in folders]
     head = [

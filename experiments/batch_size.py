@@ -127,6 +127,12 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="batch_size",
+    number=5,
+    tiny=(
+        "train.epochs=0.05",
+        "sweep.grid.train.batch_size=[2,32]",
+        "sweep.grid.model.norm=[batch,group]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN degrades at small batch sizes; GroupNorm does not",
     source="Wu & He 2018, §1 and Figure 1 / Table 2",
     quote="BN's error increases rapidly when the batch size becomes smaller, caused by inaccurate batch statistics estimation.",

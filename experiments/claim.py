@@ -111,7 +111,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Claim:
-    name: str
+    name: str  # its module's name: experiments/<name>.py
+    number: int  # its place in the report (1, 2, ...): claims are found by experiments.load_claims, not listed
     title: str
     source: str  # paper, section / figure
     quote: str
@@ -122,6 +123,9 @@ class Claim:
     paper: tuple[PaperNumber, ...] = ()
     measure: Callable[[Any, list[int]], dict] | None = None  # (the claim's Config, seeds) -> JSON-able measurements
     differs: str = ""  # where our setup differs from the paper's; {fields} filled from Finding.facts
+    tiny: tuple[str, ...] = ()  # overrides that shrink every arm to a CI-sized run (tests run each claim with them)
+    configs: Path = ROOT / "configs" / "claims"  # where its <name>.<scale>.yaml sweeps are
 
     def config(self, scale: str) -> Path:
-        return ROOT / "configs" / "claims" / f"{self.name}.{scale}.yaml"
+        """Its sweep at this scale; a scale it has no file for is reported as not run."""
+        return self.configs / f"{self.name}.{scale}.yaml"

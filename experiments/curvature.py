@@ -124,6 +124,18 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="curvature",
+    number=12,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "model.width=16",
+        "train.steps=20",
+        "train.log_every=10",
+        "sweep.grid.model.depth=[2,3]",
+        "diagnostics.hessian.schedule.log_spaced=3",
+        "diagnostics.hessian.iterations=5",
+        "diagnostics.hessian.trace_probes=3",
+        "diagnostics.hessian.batch_size=64",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN lowers the loss curvature (deep nets)",
     source="Ghorbani et al. 2019, §4; Yao et al. 2020 (PyHessian), §4",
     quote="Batch normalization ... suppresses the outlier eigenvalues of the Hessian (Ghorbani et al.); "

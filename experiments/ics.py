@@ -123,6 +123,15 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="ics",
+    number=10,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "model.depth=3",
+        "train.steps=20",
+        "train.log_every=10",
+        "diagnostics.ics.schedule.every=10",
+        "diagnostics.activations.schedule.every=10",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Internal covariate shift is not why BN works",
     source="Santurkar et al. 2018, §2, Figures 2 and 3",
     quote="the performance gain of BatchNorm [is not] stemming from increased stability of layer input distributions ... "

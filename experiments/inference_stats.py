@@ -119,6 +119,14 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="inference_stats",
+    number=8,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "train.log_every=10",
+        "sweep.grid.train.steps=[20,40]",
+        "sweep.grid.model.bn_momentum=[0.0,0.9,0.99]",
+        "sweep.grid.train.batch_size=[8]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Running averages with momentum >= 0.9 are as good as population statistics",
     source="Ioffe & Szegedy 2015, Algorithm 2; the seed material's EMA advice",
     quote="Use an exponential moving average of the batch statistics with momentum >= 0.9 (larger for small batches and large datasets); "

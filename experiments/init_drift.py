@@ -111,6 +111,15 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="init_drift",
+    number=13,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "model.depth=3",
+        "train.steps=20",
+        "train.log_every=10",
+        "diagnostics.activations.schedule.log_spaced=3",
+        "diagnostics.activations.batch_size=50",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Careful initialisation balances layers only at the start",
     source="Ioffe & Szegedy 2015, §1-2 (internal covariate shift); the seed material's comparison with He/Glorot initialisation",
     quote="the distribution of each layer's inputs changes during training, as the parameters of the previous layers change "

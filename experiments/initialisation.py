@@ -155,6 +155,13 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="initialisation",
+    number=4,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "train.steps=20",
+        "train.log_every=10",
+        "sweep.grid.model.init_scale=[0.1,1.0]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN makes training less sensitive to initialisation",
     source="Ioffe & Szegedy 2015, §1 and §3.3",
     quote="Batch Normalization ... allows us to use much higher learning rates and be less careful about initialization. "

@@ -126,6 +126,14 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="ioffe_fig1",
+    number=2,
+    tiny=(
+        "data.name=digits",
+        "train.steps=30",
+        "train.log_every=10",
+        "diagnostics.activations.schedule.every=10",
+        "diagnostics.activations.batch_size=50",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Ioffe & Szegedy Fig. 1: higher and stabler with BN",
     source="Ioffe & Szegedy 2015, §4.1, Figure 1",
     quote="the network with Batch Normalization enjoys the higher test accuracy ... the distributions in the batch-normalized network "

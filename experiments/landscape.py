@@ -145,6 +145,13 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="landscape",
+    number=11,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "train.steps=20",
+        "train.log_every=10",
+        "diagnostics.landscape.schedule.every=10",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN makes the loss landscape smoother",
     source="Santurkar et al. 2018, §3.1 and Figure 4",
     quote="BatchNorm ... makes the landscape of the corresponding optimization problem significantly more smooth ... "

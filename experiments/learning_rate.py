@@ -119,6 +119,13 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="learning_rate",
+    number=3,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "train.steps=20",
+        "train.log_every=10",
+        "sweep.grid.optim.lr=[0.1,1.0,1000.0]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN allows higher learning rates",
     source="Ioffe & Szegedy 2015, §3.3; Bjorck et al. 2018, §2",
     quote="Batch Normalization ... allows us to use much higher learning rates and be less careful about initialization.",

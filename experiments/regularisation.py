@@ -121,6 +121,8 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="regularisation",
+    number=6,
+    tiny=("data.subset=200", "train.epochs=2", "sweep.grid.model.dropout=[0.0,0.3]"),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN regularises, less so at large batch",
     source="Ioffe & Szegedy 2015, §3.4; Hoffer et al. 2017 (ghost batches)",
     quote="When training with Batch Normalization, a training example is seen in conjunction with other examples in the mini-batch, "

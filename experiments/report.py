@@ -127,7 +127,8 @@ def _cost(claim: Claim, folder: Path, record: dict, results, measurements: dict)
 
 def render_report(claims: list[Claim], out: Path, base: Path) -> str:
     rows, sections, changes, costs = [], [], [], []
-    for number, claim in enumerate(claims, 1):
+    for claim in claims:
+        number = claim.number
         folders = _folders(out, claim)
         head = f"## {number}. {claim.title}\n\n> {claim.quote}\n>\n> — {claim.source}\n"
         anchor = f"[{claim.title}](#{_anchor(number, claim)})"

@@ -34,6 +34,10 @@ def seeds_label(seeds: list[int]) -> str:
     return "_".join(out)
 
 
+def claim_scales(claim: Claim) -> list[str]:
+    return [s for s in SCALES if claim.config(s).exists()]
+
+
 def seed_folder(out: Path, claim: Claim, seeds: list[int] | None, default_seeds: list[int]) -> Path:
     if seeds is None or sorted(seeds) == sorted(default_seeds):
         return out / claim.name
@@ -74,6 +78,8 @@ def run_claim(
     import bnlab
 
     config = claim.config(scale)
+    if not config.exists():
+        raise ConfigError(f"{claim.name} has no {scale}-scale sweep ({config.name}); the scales it has: {', '.join(claim_scales(claim)) or 'none'}")
     cfg = bnlab.load_config(config, overrides)
     default_seeds = list(cfg.sweep.grid.get("seed", [0]))
     folder = seed_folder(out, claim, seeds, default_seeds)
@@ -96,7 +102,7 @@ def run_claim(
             "claim": claim.name,
             "scale": scale,
             "seeds": used_seeds,
-            "config": str(config.relative_to(ROOT)),
+            "config": str(config.relative_to(ROOT)) if config.is_relative_to(ROOT) else str(config),
             "overrides": [o for o in overrides if not o.startswith("sweep.grid.seed=")],
             "data_sizes": dataset_sizes(bnlab.load_config(config, overrides)),
             "wall_seconds": round(time.perf_counter() - started, 1),
@@ -131,18 +137,21 @@ def reproduce(
             folder.mkdir(parents=True, exist_ok=True)
             (folder / "skipped.txt").write_text(f"{scale} scale: {err}\n")
             print(f"bnlab: {claim.name} skipped: {err}", file=sys.stderr)
-    write_report(out, report, readme)
+    write_report(out, report, readme, claims)
     return 0
 
 
-def write_report(out: Path, report: Path, readme: Path | None = None) -> Path:
+def write_report(out: Path, report: Path, readme: Path | None = None, extra: list[Claim] = ()) -> Path:
     """Figures into each claim folder, and the report, from saved results only; with `readme`, its
-    verdict table is replaced by the report's (experiments.report.update_readme)."""
+    verdict table is replaced by the report's (experiments.report.update_readme). `extra`: claims
+    that are not modules of this package (one being tried elsewhere) join the report too."""
     from . import load_claims
     from .report import update_readme
 
     report.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(report, render_report(load_claims(), out, report.parent))
+    found = load_claims()
+    claims = sorted(found + [c for c in extra if c.name not in {f.name for f in found}], key=lambda c: c.number)
+    atomic_write(report, render_report(claims, out, report.parent))
     if readme is not None:
         atomic_write(readme, update_readme(readme.read_text(), report.read_text(), report, readme))
     return report

@@ -181,6 +181,15 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="rnn",
+    number=9,
+    tiny=(
+        "data.synthetic_shape=[4,8,1]",
+        "data.synthetic_size=300",
+        "data.eval_lengths=[8]",
+        "model.width=8",
+        "sweep.zip.train.steps=[20,20,20,20,20,20,20]",
+        "sweep.zip.train.log_every=[10,10,10,10,10,10,10]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="BN suits RNNs poorly (use LayerNorm); clipping tames exploding gradients",
     source="the seed material; Cooijmans et al. 2016, §3 and §5; Ba et al. 2016; Pascanu et al. 2013, §3.2",
     quote="Batch normalization works poorly along the time axis of RNNs: use LayerNorm. Cooijmans et al.: keep separate statistics "

@@ -91,6 +91,13 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="sigmoid_depth",
+    number=1,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "train.steps=20",
+        "train.log_every=10",
+        "sweep.grid.model.depth=[2,10]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Sigmoid nets train with BN",
     source="Ioffe & Szegedy 2015, §3.3 and §4.2",
     quote="Batch Normalization also makes it possible to use saturating nonlinearities by preventing the network "

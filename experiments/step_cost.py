@@ -253,6 +253,8 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="step_cost",
+    number=7,
+    tiny=("data.mnist1d_samples=500", "train.steps=30", "train.log_every=10"),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Each BN step is slower, but BN reaches an accuracy sooner",
     source="the seed material (the cost of a step); Ioffe & Szegedy 2015, §4.2.2 and Figure 3",
     quote="BN-x5 needs 14 times fewer steps than Inception to reach the 72.2% accuracy.",

@@ -173,6 +173,14 @@ RULE_V1 = (
 
 CLAIM = Claim(
     name="whitening",
+    number=14,
+    tiny=(
+        "data.mnist1d_samples=500",
+        "train.steps=20",
+        "train.log_every=10",
+        "train.batch_size=64",
+        "sweep.grid.model.width=[32,64]",
+    ),  # a CI-sized run of every arm (tests/test_claims.py)
     title="Full whitening is far more expensive than BN",
     source="Ioffe & Szegedy 2015, §2; Huang et al. 2018 (decorrelated BN)",
     quote="whitening the layer inputs is expensive, as it requires computing the covariance matrix ... and its inverse square root, "

@@ -151,3 +151,33 @@ def test_a_traced_number_no_module_takes_is_a_clear_error(tmp_path, scratch_norm
 def test_a_declaration_naming_no_config_key_is_refused():
     with pytest.raises(ValueError, match="model.epsilon, which is not a config key"):
         NORMS.register("typo", traced=("epsilon",))
+
+
+# -- the worked claim, from docs/extending.md --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_docs_claim_runs_and_reaches_the_report(tmp_path):
+    import dataclasses
+
+    from experiments import load_claims
+    from experiments.reproduce import reproduce
+
+    text = (ROOT / "docs" / "extending.md").read_text().split("## A claim, worked", 1)[1]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    yaml = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    namespace: dict = {}
+    exec(compile(code, "docs/extending.md", "exec"), namespace)
+    (tmp_path / "layer_vs_batch.quick.yaml").write_text(yaml)
+    claim = dataclasses.replace(namespace["CLAIM"], configs=tmp_path, number=len(load_claims()) + 1)
+    out, report = tmp_path / "claims", tmp_path / "REPORT.md"
+    reproduce([claim], "quick", None, out, report, progress=False, overrides=[*claim.tiny, "sweep.grid.seed=[0,1]"], execution={"workers": 1})
+    body = report.read_text()
+    section = body.split(f"## {claim.number}. {claim.title}", 1)[1]
+    assert "**Verdict: " in section.split("\n## ", 1)[0] and (out / "layer_vs_batch" / "figure.png").exists()
+    assert "20 steps" in section or "20 training steps" in section  # the setup reports the steps that ran, not the YAML's 3,000
+    # no paper-scale file: reported as not run at that scale, with the reason
+    paper = tmp_path / "paper"
+    reproduce([claim], "paper", None, paper / "claims", paper / "REPORT.md", progress=False)
+    assert "has no paper-scale sweep" in (paper / "claims" / "layer_vs_batch" / "skipped.txt").read_text()
+    assert "| not run |" in (paper / "REPORT.md").read_text()

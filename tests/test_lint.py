@@ -69,3 +69,9 @@ def test_the_stage_check_sees_a_backward_import_inside_a_function(tmp_path):
     fake = tmp_path / "validate.py"
     fake.write_text("def check():\n    from ..train.optim import OPTIMIZERS\n")
     assert backward_imports(fake, "bnlab.config.validate") == ["bnlab.config.validate -> bnlab.train.optim"]
+
+
+def test_the_command_line_imports_the_claims_only_when_a_command_needs_them():
+    code = "import sys, bnlab.cli; print(sorted(m for m in sys.modules if m == 'experiments' or m.startswith('experiments.')))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr
