@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     run.add_argument("--out", help="results folder (default: results/<name>)")
     run.add_argument("--dry-run", action="store_true", help="validate and list the runs, train nothing")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--quiet", action="store_true", help="no progress bars and no final table (summary.csv in the results folder has it)")
     _add_execution_options(run)
     run.set_defaults(func=_cmd_run)
 

@@ -112,11 +112,23 @@ def scratch_norms(monkeypatch):
         monkeypatch.setattr(NORMS, attr, dict(getattr(NORMS, attr)))
 
 
-def final_losses(tmp_path: Path, norm: str, sweep: str = "[1e-5,100.0]") -> list[float]:
+def docs_command() -> tuple[str, list[str]]:
+    """The config and overrides of the `bnlab run` command docs/extending.md gives for the RMSNorm."""
+    import shlex
+
+    text = (ROOT / "docs" / "extending.md").read_text().split("## A norm", 1)[1]
+    words = shlex.split(re.search(r"`(bnlab run [^`]+)`", text).group(1))
+    return words[2], words[3:]
+
+
+def final_losses(tmp_path: Path, norm: str) -> list[float]:
+    """The docs' command, with `norm` for rms and 20 steps of a small net."""
     import pandas as pd
 
-    overrides = [f"model.norm={norm}", "model.width=16", "model.depth=2", "train.steps=20", "train.log_every=10", "train.batch_size=32"]
-    counts, out = run_plan([*overrides, f"sweep.grid.model.norm_epsilon={sweep}"], tmp_path / norm, workers=1, vectorize=False)
+    config, overrides = docs_command()
+    overrides = [o.replace("[rms]", f"[{norm}]") for o in overrides]
+    short = ["model.width=16", "model.depth=2", "train.steps=20", "train.log_every=10", "train.batch_size=32", "sweep.grid.seed=[0]"]
+    counts, out = run_plan([*overrides, *short], tmp_path / norm, source=ROOT / config, workers=1, vectorize=False)
     assert counts.get("done") == 2, counts
     table = pd.read_csv(out / "summary.csv").sort_values("model.norm_epsilon")
     return list(table["train_loss"])
