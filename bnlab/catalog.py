@@ -41,8 +41,7 @@ def text() -> str:
             section = registry.key.partition(".")[0]
             details = [f"traced: {', '.join(d.traced)}"] if d.traced else []
             details += [f"initial: {', '.join(d.initial)}"] if d.initial else []
-            other = [k for k in d.options if k not in d.numbers()]
-            details += [f"options: {', '.join(other)}"] if other else []
+            details += [f"options: {', '.join(d.options)}"] if d.options else []
             details += _flags(registry, name)
             if details:
                 lines.append(f"  {'':<18} [{section}] " + "; ".join(details))
@@ -61,8 +60,7 @@ def markdown(titles: tuple[str, ...] = ("models", "norms", "recurrent norms", "i
         out += [f"**{title}**", "", "| name | what | traced | initial | other options | |", "|---|---|---|---|---|---|"]
         for name, doc in registry.describe():
             d = registry.declaration(name)
-            other = [k for k in d.options if k not in d.numbers()]
-            cells = [", ".join(f"`{section}.{k}`" for k in keys) for keys in (d.traced, d.initial, other)]
+            cells = [", ".join(f"`{section}.{k}`" for k in keys) for keys in (d.traced, d.initial, d.options)]
             out.append(f"| `{name}` | {doc} | {' | '.join(cells)} | {', '.join(_flags(registry, name))} |")
         out.append("")
     return "\n".join(out).rstrip() + "\n"

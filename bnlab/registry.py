@@ -34,7 +34,7 @@ class Declaration:
     run's value. A traced number reaches the modules through their `take_numbers` method
     (`bnlab.nn.traced.TakesNumbers`), never by matching attribute names."""
 
-    options: tuple[str, ...] = ()  # keys of its section it reads (shown by `bnlab list`)
+    options: tuple[str, ...] = ()  # the other keys of its section it reads: structure (shown by `bnlab list`)
     traced: tuple[str, ...] = ()  # numbers given to its modules as traced values at every call: sweeps over them share one program
     initial: tuple[str, ...] = ()  # numbers that only fill initial values: traced in the initial state's program
     check: Callable[[Any], Iterable[str]] | None = None  # the problems of a config (the whole Config) that selects it
@@ -77,6 +77,9 @@ class Registry(Generic[T]):
             if declared.options or declared.numbers():
                 raise ValueError(f"{self.axis} {name!r}: {self.key} has no config section of options to declare")
             return
+        twice = set(declared.options) & set(declared.numbers())
+        if twice:
+            raise ValueError(f"{self.axis} {name!r} declares {', '.join(sorted(twice))} as an option and as a number; declare each once")
         for key in declared.options + declared.numbers():
             if not hasattr(defaults, key):
                 allowed = ", ".join(f.name for f in dataclasses.fields(defaults))

@@ -7,6 +7,7 @@ bnlab report [results/claims]
 
 from __future__ import annotations
 
+import functools
 import pkgutil
 from pathlib import Path
 
@@ -18,7 +19,9 @@ def claim_names() -> list[str]:
     return [c.name for c in load_claims()]
 
 
-def _discover() -> list:
+@functools.cache
+def _discover() -> tuple:
+    """The claim modules' Claims, in report order (found once per process)."""
     import importlib
 
     from .claim import Claim
@@ -34,7 +37,7 @@ def _discover() -> list:
     numbers = sorted(c.number for c in claims)
     if numbers != list(range(1, len(claims) + 1)):
         raise ValueError(f"the claims' numbers must be 1..{len(claims)}, each once; found {numbers}")
-    return sorted(claims, key=lambda c: c.number)
+    return tuple(sorted(claims, key=lambda c: c.number))
 
 
 def load_claims(names=None) -> list:

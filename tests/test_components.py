@@ -150,12 +150,9 @@ def test_the_docs_rmsnorm_trains_each_epsilon_with_its_own_value(tmp_path, scrat
 
 
 def test_a_traced_number_no_module_takes_is_a_clear_error(tmp_path, scratch_norms):
-    plain = extending_blocks()[0]
-    namespace: dict = {}
-    exec(
-        compile(plain.replace('options=("norm_epsilon", "norm_gamma_init")', 'options=("norm_epsilon",), traced=("norm_epsilon",)'), "docs", "exec"),
-        namespace,
-    )
+    declared = 'options=("norm_gamma_init",), traced=("norm_epsilon",)'  # epsilon traced, but RMSNorm takes no NUMBERS
+    code = extending_blocks()[0].replace('options=("norm_epsilon", "norm_gamma_init")', declared)
+    exec(compile(code, "docs", "exec"), {})
     with pytest.raises(ConfigError, match=r"declares model\.norm_epsilon as traced, but none of its modules takes it"):
         ModelFunctions(config("model.norm=rms").model, (8, 8, 1), 10, "classification")
 

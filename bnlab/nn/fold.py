@@ -18,7 +18,7 @@ from flax import nnx
 
 from ..config.schema import ModelConfig
 from ..errors import ConfigError
-from .models import build
+from .models import RECURRENT, build
 from .norms import NORMS
 
 
@@ -28,7 +28,7 @@ def foldable() -> list[str]:
 
 def fold(cfg: ModelConfig, params: Any, batch_stats: Any) -> tuple[ModelConfig, Any]:
     """(config of the folded model, its params) from a BN model's params and (running or population) statistics."""
-    if cfg.norm not in foldable() or cfg.name not in ("mlp", "cnn", "dln"):
+    if cfg.norm not in foldable() or cfg.name in RECURRENT:
         raise ConfigError(
             f"model.norm: only {', '.join(foldable())} in a feed-forward model (mlp, cnn, dln) can be folded, got {cfg.norm!r} in {cfg.name!r}"
         )

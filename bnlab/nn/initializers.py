@@ -15,19 +15,15 @@ Initializer = Callable[..., jax.Array]
 
 INITIALIZERS: Registry[Callable[[ModelConfig], Initializer]] = Registry("initialiser", "model.init")
 SCALE = ("init_scale",)  # kernel_init multiplies every initialiser by it
-INITIALIZERS.register("default", doc="the framework default (Flax: LeCun normal)", options=SCALE, initial=SCALE)(
-    lambda cfg: nnx.initializers.lecun_normal()
-)
-INITIALIZERS.register("lecun_normal", doc="truncated normal, variance 1/fan_in", options=SCALE, initial=SCALE)(
-    lambda cfg: nnx.initializers.lecun_normal()
-)
-INITIALIZERS.register("glorot_normal", doc="truncated normal, variance 2/(fan_in+fan_out)", options=SCALE, initial=SCALE)(
+INITIALIZERS.register("default", doc="the framework default (Flax: LeCun normal)", initial=SCALE)(lambda cfg: nnx.initializers.lecun_normal())
+INITIALIZERS.register("lecun_normal", doc="truncated normal, variance 1/fan_in", initial=SCALE)(lambda cfg: nnx.initializers.lecun_normal())
+INITIALIZERS.register("glorot_normal", doc="truncated normal, variance 2/(fan_in+fan_out)", initial=SCALE)(
     lambda cfg: nnx.initializers.glorot_normal()
 )
-INITIALIZERS.register("he_normal", doc="truncated normal, variance 2/fan_in", options=SCALE, initial=SCALE)(lambda cfg: nnx.initializers.he_normal())
-INITIALIZERS.register(
-    "normal", doc="normal with std model.init_std (Ioffe's small random Gaussian)", options=SCALE + ("init_std",), initial=SCALE + ("init_std",)
-)(lambda cfg: nnx.initializers.normal(cfg.init_std))
+INITIALIZERS.register("he_normal", doc="truncated normal, variance 2/fan_in", initial=SCALE)(lambda cfg: nnx.initializers.he_normal())
+INITIALIZERS.register("normal", doc="normal with std model.init_std (Ioffe's small random Gaussian)", initial=SCALE + ("init_std",))(
+    lambda cfg: nnx.initializers.normal(cfg.init_std)
+)
 
 
 def kernel_init(cfg: ModelConfig) -> Initializer:

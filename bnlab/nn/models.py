@@ -15,7 +15,7 @@ from .norms import NORMS
 from .recurrent import LSTM, RNN_NORMS, SimpleRNN
 
 MODELS: Registry[Callable[..., nnx.Module]] = Registry("model", "model.name")
-FEED_FORWARD = ("depth", "width", "norm", "activation", "init", "dropout")
+FEED_FORWARD = ("depth", "width", "norm", "activation", "init")
 
 
 def _recurrent_options(cfg: Config):
@@ -41,7 +41,7 @@ MODELS.register(
     options=FEED_FORWARD,
     traced=("dropout",),
 )(DeepLinear)
-RECURRENT_OPTIONS = ("depth", "width", "norm", "activation", "init", "rnn_norm_paths", "recurrent_gain")
+RECURRENT_OPTIONS = ("depth", "width", "norm", "activation", "init", "rnn_norm_paths")
 MODELS.register(
     "rnn", doc="simple (Elman) RNN reading an image row by row", options=RECURRENT_OPTIONS, initial=("recurrent_gain",), check=_recurrent_options
 )(SimpleRNN)

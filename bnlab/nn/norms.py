@@ -295,6 +295,7 @@ class Whiten(_RunningStats):
 
 BN_TRACED = ("bn_momentum", "norm_epsilon")  # every norm with running statistics
 GAMMA = ("norm_gamma_init",)
+BN_DECLARED = {"traced": BN_TRACED, "initial": GAMMA}  # what the norms with running statistics and a γ declare
 
 
 def _divides_width(key: str, zero_means_all: bool = False):
@@ -345,24 +346,21 @@ def _flax_bn(cls):
 NORMS.register(
     "batch",
     doc="Batch Normalization (Ioffe & Szegedy 2015); per feature/channel over the batch (and space)",
-    options=BN_TRACED + GAMMA,
-    traced=BN_TRACED,
-    initial=GAMMA,
+    **BN_DECLARED,
     colour="#1f77b4",
 )(Norm(_flax_bn(BatchNorm), absorbs_bias=True, population=True, folds=True))
 NORMS.register(
     "ghost_batch",
     doc="Ghost BN (Hoffer et al. 2017): BN statistics over virtual batches of model.ghost_batch_size",
-    options=BN_TRACED + GAMMA + ("ghost_batch_size",),
-    traced=BN_TRACED,
-    initial=GAMMA,
+    options=("ghost_batch_size",),
+    **BN_DECLARED,
     check=_ghost_divides_batch,
     colour="#9467bd",
 )(Norm(lambda f, spatial, cfg, rngs: GhostBatchNorm(f, cfg), absorbs_bias=True, population=True, folds=True))
 NORMS.register(
     "batch_renorm",
     doc="Batch Renormalization (Ioffe 2017); r, d clipped by model.renorm_rmax, renorm_dmax",
-    options=BN_TRACED + GAMMA + ("renorm_rmax", "renorm_dmax", "renorm_relax_from", "renorm_rmax_at", "renorm_dmax_at"),
+    options=("renorm_relax_from", "renorm_rmax_at", "renorm_dmax_at"),
     traced=BN_TRACED + ("renorm_rmax", "renorm_dmax"),
     initial=GAMMA,
     check=_renorm_limits,
@@ -370,9 +368,7 @@ NORMS.register(
 NORMS.register(
     "noisy_batch",
     doc="BN followed by Santurkar et al.'s (2018) time-varying noise, in training",
-    options=BN_TRACED + GAMMA,
-    traced=BN_TRACED,
-    initial=GAMMA,
+    **BN_DECLARED,
     colour="#d62728",
 )(Norm(_flax_bn(NoisyBatchNorm), absorbs_bias=True, population=True, folds=True))
 NORMS.register("noise", doc="Santurkar et al.'s (2018) noise alone, without BN, in training", colour="#8c564b")(
@@ -381,23 +377,20 @@ NORMS.register("noise", doc="Santurkar et al.'s (2018) noise alone, without BN, 
 NORMS.register(
     "lp",
     doc="l_p normalisation (Santurkar et al. 2018, Sec. 3.3): divide by the batch's mean l_p deviation, p = model.lp_p",
-    options=BN_TRACED + GAMMA + ("lp_p",),
-    traced=BN_TRACED,
-    initial=GAMMA,
+    options=("lp_p",),
+    **BN_DECLARED,
     check=_lp_p,
 )(Norm(lambda f, spatial, cfg, rngs: LpNorm(f, cfg), absorbs_bias=True))
 NORMS.register(
     "whiten",
     doc="ZCA whitening over the batch in groups of model.whiten_group_size (Huang et al. 2018)",
-    options=BN_TRACED + GAMMA + ("whiten_group_size",),
-    traced=BN_TRACED,
-    initial=GAMMA,
+    options=("whiten_group_size",),
+    **BN_DECLARED,
     check=_divides_width("whiten_group_size", zero_means_all=True),
 )(Norm(lambda f, spatial, cfg, rngs: Whiten(f, cfg), absorbs_bias=True))
 NORMS.register(
     "layer",
     doc="Layer Normalization (Ba et al. 2016); per example over features (and space)",
-    options=("norm_epsilon",) + GAMMA,
     traced=("norm_epsilon",),
     initial=GAMMA,
     colour="#ff7f0e",
@@ -418,7 +411,7 @@ NORMS.register(
 NORMS.register(
     "group",
     doc="Group Normalization (Wu & He 2018); per example over model.groups channel groups (and space)",
-    options=("norm_epsilon", "groups") + GAMMA,
+    options=("groups",),
     traced=("norm_epsilon",),
     initial=GAMMA,
     check=_divides_width("groups"),

@@ -32,7 +32,7 @@ from ..config.schema import ModelConfig
 from ..registry import Registry
 from .activations import ACTIVATIONS
 from .initializers import kernel_init
-from .norms import BN_NUMBERS, BN_TRACED, GAMMA, BatchNorm, Identity, LayerNorm
+from .norms import BN_DECLARED, BN_NUMBERS, GAMMA, BatchNorm, Identity, LayerNorm
 from .traced import TakesNumbers
 
 
@@ -87,9 +87,7 @@ class SharedOverTime(nnx.Module):
 RnnNormBuilder = Callable[[int, int, ModelConfig, nnx.Rngs], nnx.Module]
 RNN_NORMS: Registry[RnnNormBuilder] = Registry("recurrent norm", "model.norm")
 RNN_NORMS.register("none", doc="no normalisation", colour="#7f7f7f")(lambda f, T, cfg, rngs: SharedOverTime(Identity()))
-RNN_NORMS.register(
-    "layer", doc="LayerNorm at every step", options=("norm_epsilon",) + GAMMA, traced=("norm_epsilon",), initial=GAMMA, colour="#ff7f0e"
-)(
+RNN_NORMS.register("layer", doc="LayerNorm at every step", traced=("norm_epsilon",), initial=GAMMA, colour="#ff7f0e")(
     lambda f, T, cfg, rngs: SharedOverTime(
         LayerNorm(f, epsilon=cfg.norm_epsilon, scale_init=nnx.initializers.constant(cfg.norm_gamma_init), use_fast_variance=False, rngs=rngs)
     )
@@ -97,9 +95,7 @@ RNN_NORMS.register(
 RNN_NORMS.register(
     "batch",
     doc="BN shared over time steps (one set of running averages)",
-    options=BN_TRACED + GAMMA,
-    traced=BN_TRACED,
-    initial=GAMMA,
+    **BN_DECLARED,
     colour="#1f77b4",
 )(
     lambda f, T, cfg, rngs: SharedOverTime(
@@ -116,9 +112,7 @@ RNN_NORMS.register(
 RNN_NORMS.register(
     "batch_per_step",
     doc="BN with separate statistics per time step (Cooijmans et al. 2016)",
-    options=BN_TRACED + GAMMA,
-    traced=BN_TRACED,
-    initial=GAMMA,
+    **BN_DECLARED,
     colour="#17becf",
 )(lambda f, T, cfg, rngs: PerStepBatchNorm(f, T, cfg))
 

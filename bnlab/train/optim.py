@@ -33,7 +33,7 @@ Builder = Callable[[OptimConfig, optax.Schedule], optax.GradientTransformation]
 OPTIMIZERS: Registry[Builder] = Registry("optimiser", "optim.name")
 # the chain around every optimiser (schedule, weight decay, clipping): traced, so one program serves every value
 CHAIN = ("lr", "final_lr_fraction", "decay_factor", "weight_decay", "clipnorm", "global_clipnorm", "clipvalue")
-CHAIN_OPTIONS = CHAIN + ("schedule", "warmup_steps", "decay_boundaries")
+CHAIN_OPTIONS = ("schedule", "warmup_steps", "decay_boundaries")
 
 
 @OPTIMIZERS.register("sgd", options=CHAIN_OPTIONS, traced=CHAIN)
@@ -42,13 +42,13 @@ def sgd(cfg: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     return optax.chain(l2(cfg), optax.sgd(lr))
 
 
-@OPTIMIZERS.register("momentum", options=CHAIN_OPTIONS + ("momentum", "nesterov"), traced=CHAIN + ("momentum",))
+@OPTIMIZERS.register("momentum", options=CHAIN_OPTIONS + ("nesterov",), traced=CHAIN + ("momentum",))
 def momentum(cfg: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     """SGD with heavy-ball (or optim.nesterov) momentum optim.momentum; weight decay as L2"""
     return optax.chain(l2(cfg), optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov))
 
 
-@OPTIMIZERS.register("adam", options=CHAIN_OPTIONS + ("b1", "b2"), traced=CHAIN + ("b1", "b2"))
+@OPTIMIZERS.register("adam", options=CHAIN_OPTIONS, traced=CHAIN + ("b1", "b2"))
 def adam(cfg: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     """Adam (optim.b1, optim.b2); weight decay is decoupled (AdamW)"""
     return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=kernels_only)
