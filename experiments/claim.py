@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .stats import Interval, all_of
+from .tuning import Tune
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALES = ("quick", "paper")
@@ -123,6 +124,7 @@ class Claim:
     paper: tuple[PaperNumber, ...] = ()
     measure: Callable[[Any, list[int]], dict] | None = None  # (the claim's Config, seeds) -> JSON-able measurements
     differs: str = ""  # where our setup differs from the paper's; {fields} filled from Finding.facts
+    tune: Tune | None = None  # each arm's own lr, chosen on tuning seeds before the confirmation seeds run (experiments.tuning)
     tiny: tuple[str, ...] = ()  # overrides that shrink every arm to a CI-sized run (tests run each claim with them)
     configs: Path = ROOT / "configs" / "claims"  # where its <name>.<scale>.yaml sweeps are
 

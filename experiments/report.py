@@ -26,6 +26,8 @@ def analyse_folder(claim: Claim, folder: Path):
     record = json.loads((folder / "claim.json").read_text())
     path = folder / "measurements.json"
     measurements = json.loads(path.read_text()) if path.exists() else {}
+    if "tuned" in record:  # a claim that tunes each arm's lr reads the choice with its measurements
+        measurements["tuned"] = record["tuned"]
     results = bnlab.load_results(folder)
     claim.figure(results, measurements, folder / "figure.png")
     return record, results, measurements, claim.analyse(results, measurements)
@@ -109,14 +111,16 @@ def _cost(claim: Claim, folder: Path, record: dict, results, measurements: dict)
     import json as _json
 
     run_seconds = compile_seconds = 0.0
-    steps = 0
-    for status_path in sorted((folder / "runs").glob("*/status.json")):
+    steps = runs = 0
+    tuning = [folder.parent / f"{claim.name}.tuning"] if record.get("tuned") and folder.name == claim.name else []  # the tuning runs count once
+    for status_path in sorted(p for f in [folder, *tuning] for p in (f / "runs").glob("*/status.json")):
         s = _json.loads(status_path.read_text())
         run_seconds += float(s.get("wall_time") or 0.0)
         compile_seconds += float(s.get("compile_time") or 0.0)
         steps += int(s.get("step") or 0)
+        runs += 1
     return {
-        "runs": len(results.runs),
+        "runs": runs,
         "steps": steps,
         "run_seconds": run_seconds,
         "compile_seconds": compile_seconds,
@@ -207,7 +211,8 @@ def _cost_table(costs) -> str:
         "## Appendix: the cost of reproducing\n",
         "From each claim's saved runs: runs, training steps, the seconds its runs took (summed over the worker processes that ran them "
         "side by side, compiling excluded) and compiling, its extra measurement, and the wall time of the `bnlab reproduce` call that "
-        "ran it (sweep, measurement and dataset preparation; the report's analysis and figures excluded).\n",
+        "ran it (sweep, measurement and dataset preparation; the report's analysis and figures excluded). A claim that tunes each arm's "
+        "lr counts its tuning runs in the row of its default seeds.\n",
         "| # | claim | seeds | runs | training steps | run seconds | compile seconds | measurement seconds | wall seconds |",
         "|---|---|---|---|---|---|---|---|---|",
     ]

@@ -88,7 +88,11 @@ def run_claim(
     measurements = folder / "measurements.json"
     work = _unfinished(folder) or (claim.measure is not None and not measurements.exists()) or not (folder / "claim.json").exists()
     started = time.perf_counter()
-    bnlab.run(config, overrides, out=folder, progress=progress, **(execution or {}))
+    tuned = None
+    if claim.tune is None:
+        bnlab.run(config, overrides, out=folder, progress=progress, **(execution or {}))
+    else:
+        tuned = _tune_and_confirm(claim, config, overrides, out, folder, used_seeds, progress, execution)
     if claim.measure is not None and not measurements.exists():
         from bnlab.runner.loop import float32_matmuls  # jax: only where a claim measures
 
@@ -107,9 +111,35 @@ def run_claim(
             "data_sizes": dataset_sizes(bnlab.load_config(config, overrides)),
             "wall_seconds": round(time.perf_counter() - started, 1),
         }
+        if tuned is not None:
+            record["tuned"] = tuned
         atomic_write(folder / "claim.json", json.dumps(record, indent=1) + "\n")
     (folder / "skipped.txt").unlink(missing_ok=True)
     return folder
+
+
+def _tune_and_confirm(claim: Claim, config: Path, overrides: list[str], out: Path, folder: Path, seeds: list[int], progress, execution) -> dict:
+    """Run the tuning seeds over the claim's grid of values (experiments.tuning), choose each arm's
+    value from those runs, then run the confirmation seeds of every arm at its value."""
+    import bnlab
+    from bnlab.config.load import load
+
+    from . import tuning
+
+    tune = claim.tune
+    base = [o for o in overrides if not o.startswith("sweep.grid.seed=")]
+    tuning_folder = tuning.folder(out, claim.name)
+    cfg = load(config, base)
+    if tune.key in cfg.sweep.grid or tune.key in cfg.sweep.zip:
+        raise ConfigError(f"{claim.name}: {tune.key} is tuned per arm, so the sweep may not list it as an axis")
+    if any(axis not in cfg.sweep.grid for axis, _ in tune.at):
+        raise ConfigError(f"{claim.name}: Tune.at names an axis the sweep's grid does not have: {[a for a, _ in tune.at]}")
+    tuned = bnlab.run(config, base + tuning.overrides(tune), out=tuning_folder, progress=progress, **(execution or {}))
+    classes = dataset_sizes(bnlab.load_config(config, base))
+    chance = 1.0 / min(s["classes"] for s in classes.values()) if all("classes" in s for s in classes.values()) else 0.0
+    chosen = tuning.choose(tuned.runs, tune, tuning.arm_axes(cfg, tune), chance)
+    bnlab.run(tuning.confirmation(cfg, tune, chosen, seeds), [], out=folder, progress=progress, **(execution or {}))
+    return tuning.record(tune, chosen)
 
 
 def reproduce(
