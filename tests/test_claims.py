@@ -119,7 +119,8 @@ def test_a_part_whose_verdict_flips_between_seed_sets_is_inconclusive():
 
 def _static_strings(path: Path) -> list[tuple[int, str]]:
     """Every string literal of a module (the constant parts of f-strings included), except
-    docstrings, format specs, colours and metric names, the claim's title, source, quote and tiny overrides, and the arguments of PaperNumber(...) and
+    docstrings, format specs, colours and metric names, the claim's title, source, quote, tiny overrides and explored_on record,
+    and the arguments of PaperNumber(...) and
     RuleChange(...): a source's words and numbers and a replaced rule's text are quoted, not measured."""
     import ast
     import re
@@ -129,13 +130,19 @@ def _static_strings(path: Path) -> list[tuple[int, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.FormattedValue) and node.format_spec is not None:
             skip.update(id(n) for n in ast.walk(node.format_spec))
-        if isinstance(node, ast.keyword) and node.arg in ("quote", "title", "source", "tiny"):  # tiny: config overrides
+        if isinstance(node, ast.keyword) and node.arg in (
+            "quote",
+            "title",
+            "source",
+            "tiny",
+            "explored_on",
+        ):  # tiny: config overrides; explored_on: a record of what was looked at
             skip.update(id(n) for n in ast.walk(node.value))
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.ClassDef)) and node.body and isinstance(node.body[0], ast.Expr):
             skip.add(id(node.body[0].value))
         if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("PaperNumber", "RuleChange"):
             skip.update(id(n) for n in ast.walk(node))
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "RULE_V1" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "").startswith("RULE_V") for t in node.targets):  # a replaced rule, verbatim
             skip.update(id(n) for n in ast.walk(node))
     out = []
     for node in ast.walk(tree):
