@@ -62,6 +62,12 @@ BAD = [
     (["optim.decay_boundaries=[0.5,.inf]"], ["optim.decay_boundaries", "finite"]),
     (["model.widht=3"], ["model.widht", "did you mean model.width?", "allowed keys here", "depth"]),
     (["trian.steps=3"], ["trian: unknown key", "did you mean train?", "allowed keys here"]),
+    (["diagnostics.activations.point=output"], ["diagnostics.activations.point", "allowed: nonlinearity_input, pre_norm"]),
+    (
+        ["model.name=lstm", "diagnostics.activations.enabled=true", "diagnostics.activations.point=pre_norm"],
+        ["diagnostics.activations.point", "feedforward models, not 'lstm'"],
+    ),
+    (["train.eval_bn_stats=median"], ["train.eval_bn_stats", "allowed: running, population, population_biased, both, all"]),
 ]
 
 

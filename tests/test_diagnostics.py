@@ -120,6 +120,28 @@ def test_activation_percentiles_match_numpy(bn_mode):
         assert abs(out["activations/hidden.0/mean"]) < 0.2
 
 
+@pytest.mark.parametrize("norm", ["batch", "none"])
+def test_pre_norm_activations_are_w_x_computed_by_hand(norm):
+    """point=pre_norm measures each hidden layer's W x (plus its bias without a norm): for BN nets
+    the scale BN's statistics cannot hold still; for a plain net the nonlinearity's input itself."""
+    cfg, t, state = make(norm=norm, activations={"point": "pre_norm", "units": 2, "batch_size": 100})
+    out = Activations(cfg, t).measure(state)
+    p = jax.tree.map(lambda v: np.asarray(v, np.float64), state.params)
+    h = np.asarray(t.dataset.x_val[:100], np.float64).reshape(100, -1)
+    for i in range(3):
+        layer = p["hidden"][i]["layer"]
+        z = h @ layer["kernel"] + layer.get("bias", 0.0)
+        assert out[f"activations/hidden.{i}/std"] == pytest.approx(z.std(), rel=1e-4)
+        assert out[f"activations/hidden.{i}/u1/p85"] == pytest.approx(np.percentile(z[:, 1], 85), rel=1e-4, abs=1e-5)
+        if norm == "batch":  # the training-mode BN of the probe batch, then the sigmoid
+            scale, bias = p["hidden"][i]["norm"]["scale"], p["hidden"][i]["norm"]["bias"]
+            z = (z - z.mean(0)) / np.sqrt(z.var(0) + 1e-5) * scale + bias
+        h = 1 / (1 + np.exp(-z))
+    default = Activations(make(norm=norm, activations={"units": 2, "batch_size": 100})[0], t).measure(state)
+    same = default["activations/hidden.2/std"] == pytest.approx(out["activations/hidden.2/std"], rel=1e-5)
+    assert same == (norm == "none")  # without a norm W x + b is the nonlinearity's input
+
+
 def test_schedules():
     assert schedule_steps(Schedule(every=50), 120) == {0, 50, 100}
     assert schedule_steps(Schedule(at=[3, 7, 500]), 120) == {3, 7}

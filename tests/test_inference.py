@@ -47,6 +47,9 @@ def test_population_statistics_match_a_manual_pass():
     for i in range(2):
         np.testing.assert_allclose(pop["hidden"][i]["norm"]["mean"], np.mean(means[i], 0), rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(pop["hidden"][i]["norm"]["var"], 50 / 49 * np.mean(variances[i], 0), rtol=1e-4, atol=1e-6)
+    biased = ev.population_stats(state, unbiased=False)  # the running averages' estimator: no Bessel correction
+    np.testing.assert_allclose(biased["hidden"][0]["norm"]["var"], np.mean(variances[0], 0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(biased["hidden"][0]["norm"]["mean"], pop["hidden"][0]["norm"]["mean"])
     # the running averages are something else (momentum 0.99 after 20 steps)
     assert not np.allclose(pop["hidden"][0]["norm"]["mean"], state.batch_stats["hidden"][0]["norm"]["mean"], rtol=1e-2)
 
@@ -121,7 +124,7 @@ def test_both_statistics_are_recorded_side_by_side(tmp_path, tiny_overrides):
     """eval_bn_stats=both: the running-average metrics as usual, the population ones beside them,
     each equal to what a run with that setting alone records."""
     rows = {}
-    for stats in ("running", "population", "both"):
+    for stats in ("running", "population", "population_biased", "both", "all"):
         _, out = run_plan(tiny_overrides + [f"train.eval_bn_stats={stats}"], tmp_path / stats)
         rows[stats] = RunDir(out / "runs" / "run").metrics()[-1]
     both = rows["both"]
@@ -129,6 +132,10 @@ def test_both_statistics_are_recorded_side_by_side(tmp_path, tiny_overrides):
     assert both["test_acc"] == pytest.approx(rows["running"]["test_acc"]) and both["test_loss"] == pytest.approx(rows["running"]["test_loss"])
     assert both["population/test_loss"] == pytest.approx(rows["population"]["test_loss"], rel=1e-6)
     assert both["population/test_loss"] != pytest.approx(both["test_loss"], rel=1e-4)
+    every = rows["all"]
+    assert every["eval_bn_stats"] == "all" and every["population/test_loss"] == pytest.approx(rows["population"]["test_loss"], rel=1e-6)
+    assert every["population_biased/test_loss"] == pytest.approx(rows["population_biased"]["test_loss"], rel=1e-6)
+    assert every["population_biased/test_loss"] != pytest.approx(every["population/test_loss"], rel=1e-6)
 
 
 def test_eval_train_measures_the_training_split_in_evaluation_mode(tmp_path, tiny_overrides):

@@ -88,7 +88,8 @@ class TrainConfig:
     epochs: Optional[float] = None
     log_every: int = 100  # steps per compiled chunk; metrics and evaluation after each
     eval_batch_size: int = 1000
-    # BN statistics for evaluation: running averages | population (Ioffe Alg. 2) | both (population ones as population/<metric>)
+    # BN statistics for evaluation: running averages | population (Ioffe Alg. 2) | population_biased (its variance without Bessel's
+    # correction, as the running averages) | both (population ones as population/<metric>) | all (both, and population_biased/<metric>)
     eval_bn_stats: str = "running"
     eval_train: bool = False  # also evaluate on the training split in evaluation mode (train_eval_loss/acc: the train-test gap)
     checkpoint_every: int = 0  # steps between orbax checkpoints (a multiple of log_every); 0: off
@@ -116,6 +117,7 @@ class ActivationsConfig:
     units: int = 3  # the first `units` units (channels) of each hidden layer are followed
     batch_size: int = 500  # fixed evaluation batch: the first examples of the validation split
     bn_mode: str = "batch"  # Ioffe & Szegedy Sec. 4.1 measure the training-mode network N^tr_BN: batch statistics
+    point: str = "nonlinearity_input"  # or "pre_norm": the norm's input W x (the same for a net without norm)
     saturation: float = 0.98  # sigmoid/tanh unit saturated when its output is beyond 98% of the way to an end
 
 

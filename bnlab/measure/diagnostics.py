@@ -79,7 +79,8 @@ def _squash(activation: str) -> Callable[[jax.Array], jax.Array] | None:
 class Activations(_Scheduled):
     """Ioffe & Szegedy 2015, Fig. 1(b,c): the {15, 50, 85}th percentiles of the input to the
     nonlinearity (γx̂+β for BN nets) of fixed units, over a fixed evaluation batch; per-layer mean
-    and std of pre-activations; the fraction of saturated sigmoid/tanh units."""
+    and std of pre-activations; the fraction of saturated sigmoid/tanh units. `point: pre_norm`
+    measures the norm's input W x instead (a BN net's own statistics hold its output still)."""
 
     name = "activations"
 
@@ -90,9 +91,10 @@ class Activations(_Scheduled):
         self.x = jnp.asarray(x[: self.cfg.batch_size])
         squash = _squash(cfg.model.activation)
         units, sat, train = self.cfg.units, self.cfg.saturation, self.cfg.bn_mode == "batch"
+        capture = "linear" if self.cfg.point == "pre_norm" else True
 
         def measure(state: TrainState):
-            pres = program.model.apply(state.params, state.batch_stats, self.x, train=train, capture=True).pre_activations
+            pres = program.model.apply(state.params, state.batch_stats, self.x, train=train, capture=capture).pre_activations
             out = {}
             for i, pre in enumerate(pres):
                 flat = pre.reshape(-1, pre.shape[-1])  # (examples [x positions], units)

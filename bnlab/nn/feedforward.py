@@ -5,7 +5,7 @@ dropped when the norm absorbs it (BN). Models are called as
 `model(x, train=..., rng=..., capture=False)`: `train` selects batch statistics for BN, an `rng`
 key switches on the step's randomness (dropout, noisy norms; without one the model is
 deterministic, as in evaluation and probes), and `capture=True` also returns every hidden layer's
-pre-activation (for activation diagnostics).
+pre-activation (for activation diagnostics), `capture="linear"` every hidden layer's W x instead.
 """
 
 from __future__ import annotations
@@ -37,15 +37,17 @@ class Hidden(TakesNumbers, nnx.Module):
         self.dropout_rate = cfg.dropout  # may be replaced by a traced value (nn.traced)
         self.dropout_on = cfg.dropout > 0
 
-    def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None) -> tuple[jax.Array, jax.Array]:
-        """(output, pre-activation): the pre-activation is the nonlinearity's input, norm(W x)."""
+    def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None, linear: bool = False) -> tuple[jax.Array, jax.Array]:
+        """(output, pre-activation): the pre-activation is the nonlinearity's input, norm(W x), or
+        with `linear` the norm's input W x (what a norm's own statistics cannot hold still)."""
         norm_rng, dropout_rng = (None, None) if rng is None else jax.random.split(rng)
-        pre = self.norm(self.layer(x), train=train, rng=norm_rng)
+        wx = self.layer(x)
+        pre = self.norm(wx, train=train, rng=norm_rng)
         x = self.act(pre)
         if self.dropout_on and dropout_rng is not None:  # no key: deterministic (probes, evaluation)
             keep = 1.0 - self.dropout_rate  # inverted dropout, as nnx.Dropout (whose rate must be a Python number)
             x = jnp.where(jax.random.bernoulli(dropout_rng, keep, x.shape), x / keep, 0.0)
-        return x, pre
+        return x, wx if linear else pre
 
 
 def _split_key(key: jax.Array | None, n: int) -> list[jax.Array | None]:
@@ -72,7 +74,7 @@ class MLP(nnx.Module):
         x = x.reshape((x.shape[0], -1))
         pres = []
         for layer, key in zip(self.hidden, _split_key(rng, len(self.hidden))):
-            x, pre = layer(x, train=train, rng=key)
+            x, pre = layer(x, train=train, rng=key, linear=capture == "linear")
             pres.append(pre)
         logits = self.head(x)
         return (logits, pres) if capture else logits
@@ -104,7 +106,7 @@ class CNN(nnx.Module):
     def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None = None, capture: bool = False):
         pres = []
         for layer, pool, key in zip(self.hidden, self.pool_after, _split_key(rng, len(self.hidden))):
-            x, pre = layer(x, train=train, rng=key)
+            x, pre = layer(x, train=train, rng=key, linear=capture == "linear")
             pres.append(pre)
             if pool:
                 x = pool_2x2(x)

@@ -129,10 +129,9 @@ def validate(cfg: Config) -> None:
     check(t.epochs is None or t.epochs > 0, f"train.epochs: must be > 0, got {t.epochs}")
     check(t.log_every >= 1, f"train.log_every: must be >= 1, got {t.log_every}")
     check(t.eval_batch_size >= 1, f"train.eval_batch_size: must be >= 1, got {t.eval_batch_size}")
-    check(
-        t.eval_bn_stats in ("running", "population", "both"), f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: running, population, both"
-    )
-    if t.eval_bn_stats == "population" and m.norm in NORMS and not recurrent:
+    allowed = ("running", "population", "population_biased", "both", "all")
+    check(t.eval_bn_stats in allowed, f"train.eval_bn_stats: unknown {t.eval_bn_stats!r}; allowed: {', '.join(allowed)}")
+    if t.eval_bn_stats in ("population", "population_biased") and m.norm in NORMS and not recurrent:
         norm = NORMS.get(m.norm)
         check(
             norm.population or not norm.absorbs_bias,
@@ -147,6 +146,8 @@ def validate(cfg: Config) -> None:
         )
 
     problems.extend(_diagnostics_problems(cfg.diagnostics))
+    if cfg.diagnostics.activations.enabled and cfg.diagnostics.activations.point == "pre_norm" and recurrent:
+        problems.append(f"diagnostics.activations.point: pre_norm is measured for feedforward models, not {m.name!r}")
     if problems:
         raise ConfigError("\n".join(problems))
 
@@ -173,6 +174,8 @@ def _diagnostics_problems(dg: DiagnosticsConfig) -> list[str]:
     check(a.units >= 1, f"diagnostics.activations.units: must be >= 1, got {a.units}")
     check(a.batch_size >= 1, f"diagnostics.activations.batch_size: must be >= 1, got {a.batch_size}")
     check(0 < a.saturation < 1, f"diagnostics.activations.saturation: must be in (0, 1), got {a.saturation}")
+    points = ("nonlinearity_input", "pre_norm")
+    check(a.point in points, f"diagnostics.activations.point: unknown {a.point!r}; allowed: {', '.join(points)}")
     check(
         len(land.eta_multipliers) > 0 and all(m > 0 for m in land.eta_multipliers),
         f"diagnostics.landscape.eta_multipliers: must be positive numbers, got {list(land.eta_multipliers)}",

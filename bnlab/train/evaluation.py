@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -54,7 +55,7 @@ class Evaluator:
         self._graphdef_momentum0 = nnx.split(copy, nnx.Param, nnx.BatchStat)[0]
         self._recurrent = cfg.model.name in RECURRENT
         self.numbers = structure.as_arrays(structure.traced_numbers(cfg))
-        self._population_jit = model.jit(self._population)
+        self._population_jit = {unbiased: model.jit(functools.partial(self._population, unbiased=unbiased)) for unbiased in (True, False)}
         self._eval = model.jit(self._evaluate_batch)
         # one batch shape for every split, so that they share one compiled program
         sizes = [len(dataset.y_val), len(dataset.y_test)] + [len(y) for _, y in dataset.extra_tests.values()]
@@ -68,11 +69,13 @@ class Evaluator:
         model_numbers.pop("bn_momentum", None)
         return model_numbers
 
-    def _population(self, params, batch_stats, xs, attributes):
+    def _population(self, params, batch_stats, xs, attributes, unbiased=True):
         """Each BN layer's E[mean_B] and m/(m-1) E[var_B] over training-mode passes of batches xs
         (nb, bs, ...); m is the number of values behind each statistic (batch, or ghost batch, times
         spatial positions). Recurrent nets: per time step for per-step BN (Cooijmans et al.), over
-        all time steps for BN shared over time; m is the batch."""
+        all time steps for BN shared over time; m is the batch. `unbiased=False` keeps E[var_B], the
+        biased estimator the running averages follow: beside Algorithm 2's it tells the estimator's
+        share of a gap from the running averages' lag."""
 
         def one(xb):
             net = self.model.merge(params, batch_stats, self._graphdef_momentum0)
@@ -89,6 +92,8 @@ class Evaluator:
         shapes = one(xs[0])[1]  # traced once more for the static shapes; nothing is computed twice at run time
         out = jax.tree.map(lambda v: jnp.mean(v, 0), per_batch)
         m = xs.shape[1]
+        if not unbiased:
+            return out
         if self._recurrent:
             return jax.tree_util.tree_map_with_path(lambda path, v: v * m / (m - 1) if str(getattr(path[-1], "key", "")) == "var" else v, out)
         for i, shape in enumerate(shapes):
@@ -97,14 +102,14 @@ class Evaluator:
                 out["hidden"][i]["norm"]["var"] = out["hidden"][i]["norm"]["var"] * positions / (positions - 1)
         return out
 
-    def population_stats(self, state: TrainState, numbers=None) -> Any:
+    def population_stats(self, state: TrainState, numbers=None, unbiased: bool = True) -> Any:
         """Population statistics from the whole training set in batches of the training batch size
         (ghost BN: of the ghost batch size, so that every pass sees one ghost batch; the trailing
-        partial batch is left out)."""
+        partial batch is left out); `unbiased=False`: the variance without Bessel's correction."""
         bs = self.cfg.model.ghost_batch_size if self.cfg.model.norm == "ghost_batch" else self.train_batch_size
         nb = len(self.x_train) // bs
         xs = self.x_train[: nb * bs].reshape((nb, bs) + self.x_train.shape[1:])
-        return self._population_jit(state.params, state.batch_stats, xs, self._model_numbers(numbers))
+        return self._population_jit[unbiased](state.params, state.batch_stats, xs, self._model_numbers(numbers))
 
     # -- evaluation -------------------------------------------------------------------------------
     def _evaluate_batch(self, params, batch_stats, x, y, mask, attributes):
@@ -135,15 +140,16 @@ class Evaluator:
         `both`: running averages as usual and population statistics as population/<metric> (norms
         with mean/variance statistics only; others record the running-average metrics alone).
         `numbers`: the run's traced numbers (default: this evaluator's config's)."""
-        if bn_stats == "both":
+        if bn_stats in ("both", "all"):
             row = self.metrics(state, "running", numbers)
             if self.model.has_batch_stats and (self._recurrent or NORMS.get(self.cfg.model.norm).population):
-                row.update({f"population/{k}": v for k, v in self.metrics(state, "population", numbers).items() if k != "eval_bn_stats"})
-                row["eval_bn_stats"] = "both"
+                for kind in ("population",) + (("population_biased",) if bn_stats == "all" else ()):
+                    row.update({f"{kind}/{k}": v for k, v in self.metrics(state, kind, numbers).items() if k != "eval_bn_stats"})
+                row["eval_bn_stats"] = bn_stats
             return row
         ds = self.dataset
-        if self.model.has_batch_stats and bn_stats == "population":
-            state = state._replace(batch_stats=self.population_stats(state, numbers))
+        if self.model.has_batch_stats and bn_stats in ("population", "population_biased"):
+            state = state._replace(batch_stats=self.population_stats(state, numbers, unbiased=bn_stats == "population"))
         row: dict[str, Any] = {}
         splits = [("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)] + [(n, x, y) for n, (x, y) in ds.extra_tests.items()]
         if self.cfg.train.eval_train:
