@@ -3,9 +3,11 @@ learning rate 0, so that an arm whose training diverges is timed all the same.""
 
 import dataclasses
 import math
+import time
 
 import jax
 import numpy as np
+import pytest
 
 from bnlab.config.schema import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from bnlab.data.dataset import load
@@ -72,3 +74,23 @@ def test_every_pair_of_arms_runs_in_each_order_equally_often():
                 if x != y:
                     first = sum(o.index(x) < o.index(y) for o in orders)
                     assert first == rounds // 2, (rounds, x, y)
+
+
+def test_calls_are_timed_in_balanced_rounds_and_a_slower_call_reads_slower():
+    from bnlab.measure.step_time import interleaved_call_seconds
+
+    order = []
+
+    def call(arm, seconds):
+        def run():
+            order.append(arm)
+            time.sleep(seconds)
+
+        return run
+
+    timing = interleaved_call_seconds({"fast": call("fast", 0.001), "slow": call("slow", 0.004)}, rounds=4, block_seconds=0.01, min_calls=2)
+    assert timing["arms"] == ["fast", "slow"] and all(len(v) == 4 for v in timing["seconds_per_call"].values())
+    ratios = [s / f for s, f in zip(timing["seconds_per_call"]["slow"], timing["seconds_per_call"]["fast"])]
+    assert min(ratios) > 1.5  # 4 ms against 1 ms, whatever the machine adds
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved_call_seconds({"a": call("a", 0)}, rounds=0)

@@ -33,6 +33,32 @@ def step_flops(program, state) -> float:
     return float((cost or {}).get("flops", float("nan")))
 
 
+def interleaved_call_seconds(calls: dict[str, Any], *, rounds: int = 8, block_seconds: float = 0.25, min_calls: int = 5) -> dict[str, Any]:
+    """Seconds per call of every arm's zero-argument `calls[arm]()` (which must block until its
+    result is ready) in each of `rounds` balanced rounds, as the training steps are timed: inference
+    latency, or any other jitted function. Returns arms, rounds, block_calls, seconds_per_call."""
+    if rounds < 1:
+        raise ValueError(f"rounds: {rounds} must be at least 1")
+    arms = list(calls)
+
+    def block(arm: str, n: int) -> float:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            calls[arm]()
+        return time.perf_counter() - t0
+
+    sizes = {}
+    for a in arms:  # compile, then size the block from a short warm-up
+        block(a, 1)
+        per_call = block(a, min_calls) / min_calls
+        sizes[a] = max(min_calls, int(block_seconds / max(per_call, 1e-9)))
+    seconds: dict[str, list[float]] = {a: [] for a in arms}
+    for r in range(rounds):
+        for a in round_order(arms, r):
+            seconds[a].append(block(a, sizes[a]) / sizes[a])
+    return {"arms": arms, "rounds": rounds, "block_calls": sizes, "seconds_per_call": seconds}
+
+
 def round_order(arms: list[str], r: int) -> list[str]:
     """The arms' order in round r: rotated by r // 2, reversed in odd rounds."""
     k = (r // 2) % len(arms)
