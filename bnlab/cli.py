@@ -137,7 +137,8 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         choices=["auto", "on", "off"],
         help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
-        "(default auto: on for an accelerator, off on a CPU, where it is slower)",
+        "(default auto: on for an accelerator; on a CPU by a measured rule: off with several workers, on for the CNN and "
+        "recurrent structures with one worker; bnlab/runner/vectorize_rule.py)",
     )
     parser.add_argument("--executor", default="local", choices=["local", "ray"], help="run here (default) or as Ray tasks")
     parser.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.5:6379 (default: start a local Ray)")

@@ -22,6 +22,7 @@ from .folder import hold, record_sweep
 from .loop import run_group
 from .plan import Plan
 from .results import FINISHED, RunDir, Summary, remove_stale_temporaries, write_summary
+from .vectorize_rule import vmap_pays
 
 
 def default_workers(pending: int) -> int:
@@ -35,12 +36,20 @@ def default_workers(pending: int) -> int:
     return max(1, min(cores, pending))
 
 
-def default_vectorize() -> bool:
-    """vmap groups of runs on an accelerator; on a CPU, batched matmuls are slower than the same
-    runs one after another (0.8x measured here), so there runs go to worker processes instead."""
+def auto_vectorize(p: Plan, todo: list[RunSpec], workers: int | None) -> tuple[bool, int | None]:
+    """`--vectorize auto`: (vectorize, workers) from the measured rule of runner.vectorize_rule. On
+    an accelerator, vmapped groups in one process. On a CPU, worker processes (one per core by
+    default) unless a single worker runs the sweep and some structure's measured vmapped gain
+    exceeds 1; then groups in this process, each vmapped only where its own structure gains."""
     import jax
 
-    return jax.default_backend() != "cpu"
+    accelerator = jax.default_backend() != "cpu"
+    if accelerator:
+        return True, 1
+    n = default_workers(len(todo)) if workers is None else max(1, workers)
+    if n > 1 or not any(vmap_pays(spec.config.model.name, 1, False) for spec in todo):
+        return False, workers
+    return True, 1
 
 
 def vector_groups(p: Plan, todo: list[RunSpec]) -> list[list[RunSpec]]:
@@ -152,7 +161,9 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
     for s in p.runs:
         if s not in todo:
             counts[statuses[s.run_id]["status"]] = counts.get(statuses[s.run_id]["status"], 0) + 1
-    vectorize = default_vectorize() if vectorize is None else vectorize
+    auto = vectorize is None and executor.kind != "ray"
+    if auto:
+        vectorize, workers = auto_vectorize(p, todo, workers)
     if vectorize or executor.kind == "ray":
         workers = 1
     workers = default_workers(len(todo)) if workers is None else max(1, min(workers, len(todo) or 1))
@@ -176,7 +187,13 @@ def _execute(p: Plan, progress: bool, workers: int | None, vectorize: bool | Non
             for status, n in run_parallel(p, [s.run_id for s in todo], workers, done).items():
                 counts[status] = counts.get(status, 0) + n
         else:
-            for group in vector_groups(p, todo) if vectorize else [[spec] for spec in todo]:
+            groups = vector_groups(p, todo) if vectorize else [[spec] for spec in todo]
+            if auto and vectorize:  # the rule per structure: a group that does not gain runs one by one
+                import jax
+
+                accelerator = jax.default_backend() != "cpu"
+                groups = [g for group in groups for g in ([group] if vmap_pays(group[0].config.model.name, 1, accelerator) else [[s] for s in group])]
+            for group in groups:
                 rds = [RunDir(p.out_dir / "runs" / spec.run_id) for spec in group]
                 try:
                     group_statuses = run_group([s.config for s in group], p.datasets[group[0].run_id], rds)
