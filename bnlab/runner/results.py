@@ -32,6 +32,7 @@ from typing import Any
 import yaml
 
 from ..config.load import flatten, to_dict
+from ..config.schema import Config
 from ..errors import ConfigError
 
 FINISHED = ("done", "diverged")  # a rerun skips these; "running" and "failed" runs are redone
@@ -263,11 +264,14 @@ def load_runs(out_dir: str | Path) -> list[SavedRun]:
         order = {row["run_id"]: i for i, row in enumerate(read_summary(Path(out_dir)))}
         paths.sort(key=lambda p: order.get(p.name, len(order)))
     runs = []
+    # a key added to the schema after a run was saved reads as its default: the behaviour the run had
+    # before the key existed (new keys keep the old behaviour by default)
+    defaults = flatten(to_dict(Config()))
     for path in paths:
         rd = RunDir(path)
         if "problem" in rd.status():
             print(f"bnlab: warning: {rd.status()['problem']}; that run counts as unknown (a rerun redoes it)", file=sys.stderr)
-        flat = flatten(yaml.safe_load(rd.config_path.read_text()))  # as saved: results of older versions still plot
+        flat = {**defaults, **flatten(yaml.safe_load(rd.config_path.read_text()))}  # as saved: results of older versions still plot
         runs.append(SavedRun(rd.run_id, {k: v for k, v in flat.items() if not k.startswith("sweep.")}, rd.status(), rd.metrics(), path))
     if not runs:
         raise ConfigError(f"{out_dir}: no runs with results yet")
