@@ -38,6 +38,22 @@ def test_load_results_reads_the_same_tables_back(finished):
     out, (runs, metrics) = finished
     again = bnlab.load_results(out)
     assert again.runs.equals(runs) and again.metrics.equals(metrics)
+
+
+def test_a_run_saved_before_a_key_existed_reads_it_as_its_default(finished, tmp_path):
+    import shutil
+
+    import yaml
+
+    out, _ = finished
+    old = tmp_path / "old"
+    shutil.copytree(out, old)
+    for cfg in (old / "runs").glob("*/config.yaml"):  # as an older version saved it, without a key added since
+        saved = yaml.safe_load(cfg.read_text())
+        del saved["diagnostics"]["activations"]["point"]
+        cfg.write_text(yaml.safe_dump(saved))
+    runs = bnlab.load_results(old).runs
+    assert set(runs["config.diagnostics.activations.point"]) == {"nonlinearity_input"}
     # a second run of the same config trains nothing and returns the same results
     assert bnlab.run(SMALL, out=out, workers=1).runs.equals(runs)
 
