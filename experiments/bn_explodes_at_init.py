@@ -53,7 +53,7 @@ def analyse(results, measurements) -> Finding:
     part = Part(
         "",
         f"with BN the gradient grows towards the input faster than without, by more than {MIN_EFFECT:g} decades per layer "
-        "(one decade over 50 layers)",
+        f"(one decade over {1 / MIN_EFFECT:g} layers)",
         "BN - none, growth of log10(|grad W_1| / |grad W_L|) with depth at initialisation (decades per layer; per-seed slope over depths)",
         diff,
         stats.superior(diff, MIN_EFFECT),

@@ -16,6 +16,7 @@ MIN_EFFECT = 20.0  # points of test accuracy: a net that trains against one that
 CHANCE = 0.10  # ten digit classes: a diverged run counts at chance
 CEILING = 0.97  # an arm at or above this accuracy everywhere sits at the task's ceiling
 CAREFUL, NAIVE = "he_normal", "normal"  # He et al. 2015's init, and a fixed small std (model.init_std)
+GOYAL_LR, GOYAL_BATCH = 0.1, 256  # Goyal et al. 2017's reference: lr 0.1 for a batch of 256, scaled linearly
 TUNE = Tune(values=(0.001, 0.003, 0.01, 0.03, 0.1), also=(0.025,), seeds=(100, 101, 102))
 
 
@@ -40,7 +41,7 @@ def setup(results, record) -> str:
         f"{describe.data(runs, record.get('data_sizes'))}, a plain {describe.model(runs)} of {convs(runs)} 3x3 conv layers (no skip "
         f"connections), {describe.norms(runs)}, {inits}, {describe.OPTIM_NAMES[describe.one(runs, 'optim.name')]} (momentum "
         f"{describe.number(describe.one(runs, 'optim.momentum'))}), {describe.length(runs)}; the reference lr "
-        f"{describe.number(TUNE.also[0])} (0.1 x batch / 256, Goyal et al. 2017's rule for BN ResNets) for every arm, and "
+        f"{describe.number(TUNE.also[0])} ({GOYAL_LR:g} x batch / {GOYAL_BATCH}, Goyal et al. 2017's rule for BN ResNets) for every arm, and "
         f"{tuning.text(record['tuned'], _arm)}."
     )
 
