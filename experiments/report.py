@@ -33,6 +33,31 @@ def analyse_folder(claim: Claim, folder: Path):
     return record, results, measurements, claim.analyse(results, measurements)
 
 
+CEILING = 0.97  # a comparison cannot show a difference for an arm whose test accuracy is this high at every setting
+
+
+def ceiling_line(results) -> str:
+    """Which norms sit at the ceiling (mean final test accuracy >= CEILING at every setting of the
+    other swept keys, a diverged run at 0), as one line of the report; '' where no test accuracy."""
+    runs = results.runs
+    if "test_acc" not in runs or "config.model.norm" not in runs:
+        return ""
+    acc = runs["test_acc"].where(runs["status"] == "done", 0.0).astype(float)
+    varying = [c for c in runs.columns if c.startswith("config.") and c not in ("config.seed", "config.model.norm")]
+    settings = [c for c in varying if runs[c].astype(str).nunique() > 1]
+    at = []
+    for norm, rows in runs.assign(acc=acc).groupby("config.model.norm", sort=False):
+        means = rows.groupby([rows[c].astype(str) for c in settings])["acc"].mean() if settings else rows["acc"].mean()
+        if (means >= CEILING).all() if settings else means >= CEILING:
+            at.append(describe.NORM_NAMES.get(norm, norm))
+    if not at:
+        return f"**Ceiling check**: no arm's mean final test accuracy is {CEILING:.0%} or more at every setting."
+    return (
+        f"**Ceiling check**: {', '.join(at)} {'sits' if len(at) == 1 else 'sit'} at {CEILING:.0%} final test accuracy or more at every "
+        "setting; a comparison with an arm at the ceiling cannot show it doing better."
+    )
+
+
 def part_verdicts(findings: list[Finding], labels: list[str]) -> dict[str, tuple[str, str]]:
     """Each part's verdict over the seed sets: it stands only if every set gives it. label ->
     (verdict, a note naming each set's verdict where they differ)."""
@@ -178,6 +203,8 @@ def render_report(claims: list[Claim], out: Path, base: Path) -> str:
             text.extend(f"- {line}" for line in finding.details)
             if finding.details:
                 text.append("")
+            if ceiling_line(results):
+                text.append(ceiling_line(results) + "\n")
             costs.append((number, claim, record, _cost(claim, folder, record, results, measurements)))
         differing = [f"part {label or '(the claim)'} {note}" for label, (_, note) in verdicts.items() if note]
         tail = f" The verdict of {'; '.join(differing)}, so it hangs on the seeds." if differing else ""
