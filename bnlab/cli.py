@@ -138,7 +138,7 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         choices=["auto", "on", "off"],
         help="train runs that differ only in numbers (seed, lr, init scale, ...) as one vmapped program "
         "(default auto: on for an accelerator; on a CPU by a measured rule: off with several workers, on for the CNN and "
-        "recurrent structures with one worker; bnlab/runner/vectorize_rule.py)",
+        "LSTM with one worker; bnlab/runner/vectorize_rule.py). on: vmapped groups in one process, whatever --workers says",
     )
     parser.add_argument("--executor", default="local", choices=["local", "ray"], help="run here (default) or as Ray tasks")
     parser.add_argument("--address", help="Ray cluster address, e.g. 10.0.0.5:6379 (default: start a local Ray)")

@@ -125,6 +125,8 @@ class Claim:
     measure: Callable[[Any, list[int]], dict] | None = None  # (the claim's Config, seeds) -> JSON-able measurements
     differs: str = ""  # where our setup differs from the paper's; {fields} filled from Finding.facts
     tune: Tune | None = None  # each arm's own lr, chosen on tuning seeds before the confirmation seeds run (experiments.tuning)
+    fresh_seeds: tuple[int, ...] = ()  # a second confirmation set reproduce runs too (a rule changed after seeds 0-9 were read)
+    ceiling: bool = True  # the report's ceiling check applies (False for claims not about accuracy: timings, one-step gradients)
     tiny: tuple[str, ...] = ()  # overrides that shrink every arm to a CI-sized run (tests run each claim with them)
     configs: Path = ROOT / "configs" / "claims"  # where its <name>.<scale>.yaml sweeps are
 

@@ -14,7 +14,6 @@ from .tuning import Tune
 
 MIN_EFFECT = 20.0  # points of test accuracy: a net that trains against one that does not
 CHANCE = 0.10  # ten digit classes: a diverged run counts at chance
-CEILING = 0.97  # an arm at or above this accuracy everywhere sits at the task's ceiling
 CAREFUL, NAIVE = "he_normal", "normal"  # He et al. 2015's init, and a fixed small std (model.init_std)
 GOYAL_LR, GOYAL_BATCH = 0.1, 256  # Goyal et al. 2017's reference: lr 0.1 for a batch of 256, scaled linearly
 TUNE = Tune(values=(0.001, 0.003, 0.01, 0.03, 0.1), also=(0.025,), seeds=(100, 101, 102))
@@ -41,7 +40,8 @@ def setup(results, record) -> str:
         f"{describe.data(runs, record.get('data_sizes'))}, a plain {describe.model(runs)} of {convs(runs)} 3x3 conv layers (no skip "
         f"connections), {describe.norms(runs)}, {inits}, {describe.OPTIM_NAMES[describe.one(runs, 'optim.name')]} (momentum "
         f"{describe.number(describe.one(runs, 'optim.momentum'))}), {describe.length(runs)}; the reference lr "
-        f"{describe.number(TUNE.also[0])} ({GOYAL_LR:g} x batch / {GOYAL_BATCH}, Goyal et al. 2017's rule for BN ResNets) for every arm, and "
+        f"{describe.number(TUNE.also[0])} (Goyal et al. 2017's rule for BN ResNets, {GOYAL_LR:g} x batch / {GOYAL_BATCH}, gives "
+        f"{describe.number(GOYAL_LR * float(describe.one(runs, 'train.batch_size')) / GOYAL_BATCH)} at this batch) for every arm, and "
         f"{tuning.text(record['tuned'], _arm)}."
     )
 
@@ -65,8 +65,7 @@ def analyse(results, measurements) -> Finding:
     parts = (
         Part(
             "a",
-            f"He init, at the BN-era reference lr {ref}: the plain CNN trains far worse than with BN (by more than {MIN_EFFECT:g} "
-            "points); BN widens the usable lr range",
+            f"He init, at the BN-era reference lr {ref}: the plain CNN trains far worse than with BN (by more than {MIN_EFFECT:g} points)",
             f"BN - none, final test accuracy, He init, lr {ref} (points; a diverged run at chance)",
             diffs["reference"],
             stats.superior(diffs["reference"], MIN_EFFECT),
@@ -74,8 +73,7 @@ def analyse(results, measurements) -> Finding:
         ),
         Part(
             "b",
-            f"He init, each arm at its own best lr: the plain CNN still trains far worse (by more than {MIN_EFFECT:g} points); this "
-            "part decides 'only with BN'",
+            f"He init, each arm at its own best lr: the plain CNN still trains far worse (by more than {MIN_EFFECT:g} points)",
             f"BN - none, final test accuracy, He init, each at its chosen lr (BN {describe.number(lr[(CAREFUL, 'batch')])}, none "
             f"{describe.number(lr[(CAREFUL, 'none')])}; points)",
             diffs["best"],
@@ -107,12 +105,6 @@ def analyse(results, measurements) -> Finding:
     at_edge = [_arm(c["arm"]) for c in tuned["chosen"] if c["value"] in (min(TUNE.values), max(TUNE.values))]
     if at_edge:
         details.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(at_edge))
-    ceiling = [n for n in ("none", "batch") if min(mean["reference"][n], mean["best"][n]) >= 100 * CEILING]
-    details.append(
-        f"ceiling check ({100 * CEILING:g}%), He init: "
-        + (", ".join(describe.NORM_NAMES[n] for n in ceiling) + " at the ceiling at both lrs" if ceiling else "no arm at the ceiling at both lrs")
-        + "; the claim asks whether the plain net trains at all, which a ceiling does not hide"
-    )
     ours = Ours(
         "final test accuracy of a plain deep CNN, BN / none",
         f"{describe.model(runs)}, {convs(runs)} conv layers",
@@ -166,7 +158,7 @@ CLAIM = Claim(
         f"chance): (a) He init, both arms at the reference lr; (b) He init, each arm at its own lr, chosen from the grid by mean final "
         f"validation accuracy over the tuning seeds {describe.seeds(TUNE.seeds)}; (c) the small fixed-std init, each arm at its own lr "
         f"chosen the same way. A part is supported if its interval lies wholly above +{MIN_EFFECT:g} points, not supported if wholly "
-        "below, otherwise inconclusive; part b decides 'only with BN', part a says whether BN widens the usable lr range.",
+        "below, otherwise inconclusive; the claim is supported only if all three parts are.",
     ),
     analyse=analyse,
     figure=figure,
@@ -189,6 +181,6 @@ CLAIM = Claim(
             "Ioffe & Szegedy 2015, §4.2.1 and §4.2.2",
         ),
     ),
-    differs="The seed material states this without a scale; we test a {convs}-layer plain CNN on the 8x8 digits, where every arm "
-    "that trains reaches about the task's ceiling, so the question is only whether the plain net trains at all.",
+    differs="The seed material states this without a scale; we test a {convs}-layer plain CNN on the 8x8 digits, an easy task: the "
+    "question is whether the plain net trains at all, which an accuracy near the task's ceiling does not hide.",
 )

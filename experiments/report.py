@@ -203,7 +203,7 @@ def render_report(claims: list[Claim], out: Path, base: Path) -> str:
             text.extend(f"- {line}" for line in finding.details)
             if finding.details:
                 text.append("")
-            if ceiling_line(results):
+            if claim.ceiling and ceiling_line(results):
                 text.append(ceiling_line(results) + "\n")
             costs.append((number, claim, record, _cost(claim, folder, record, results, measurements)))
         differing = [f"part {label or '(the claim)'} {note}" for label, (_, note) in verdicts.items() if note]

@@ -162,6 +162,8 @@ def reproduce(
         print(f"== {claim.name} ({scale})", file=sys.stderr)
         try:
             run_claim(claim, scale, seeds, out, progress, overrides, execution)
+            if seeds is None and claim.fresh_seeds:  # its second confirmation set
+                run_claim(claim, scale, list(claim.fresh_seeds), out, progress, overrides, execution)
         except ConfigError as err:
             folder = out / claim.name
             folder.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ rate that suits only one of them, each arm gets its own, chosen from a small gri
 (>= 100) by its final validation accuracy, before the confirmation seeds (0-9) run at it.
 
 The tuning runs have a folder of their own, `<out>/<claim>.tuning`, whatever confirmation seeds
-run, so `--seeds 10-19` confirms the same choice. The choice is a function of that folder's saved
+run, so `--seeds 10,11,...` confirms the same choice (delete the folders when the Tune changes). The choice is a function of that folder's saved
 runs, and the confirmation folder's sweep (its `sweep.yaml`) lists every arm with its value: each
 arm's runs can be repeated with `bnlab run <folder>/sweep.yaml`.
 """
@@ -35,6 +35,8 @@ class Tune:
     def __post_init__(self):
         if min(self.seeds) < 100:
             raise ValueError(f"tuning seeds must be >= 100 (0-99 are kept for confirmation), got {self.seeds}")
+        if not self.by.endswith("_acc"):  # the highest value wins, and a diverged run counts at chance
+            raise ValueError(f"Tune.by must be an accuracy (val_acc, ...), got {self.by!r}")
 
 
 def _hashable(v: Any) -> Any:
@@ -67,6 +69,7 @@ def choose(runs, tune: Tune, axes: list[str], chance: float) -> list[dict]:
     import numpy as np
 
     arms: dict[tuple, dict] = {}
+    runs = runs[runs["config.seed"].isin(tune.seeds)]  # a run left from other tuning seeds does not count
     for _, r in runs.iterrows():
         arm = tuple(_hashable(r[f"config.{a}"]) for a in axes)
         score = r.get(tune.by)

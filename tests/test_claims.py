@@ -241,6 +241,18 @@ def test_other_seeds_get_their_own_folder_and_both_enter_the_report(tmp_path):
     assert "**Seeds 0 and 1**" in text and "**Seeds 2 and 3**" in text
 
 
+@pytest.mark.slow
+def test_reproduce_also_runs_a_claims_fresh_seed_set(tmp_path):
+    import dataclasses
+
+    out, report = tmp_path / "claims", tmp_path / "REPORT.md"
+    claim = dataclasses.replace(load_claims(["sigmoid_depth"])[0], fresh_seeds=(2, 3))
+    tiny = list(claim.tiny) + ["sweep.grid.model.depth=[10]", "sweep.grid.model.norm=[none,batch]", "sweep.grid.seed=[0,1]"]
+    reproduce([claim], "quick", None, out, report, progress=False, overrides=tiny, execution={"workers": 1})
+    assert (out / "sigmoid_depth" / "claim.json").exists() and (out / "sigmoid_depth.seeds-2-3" / "claim.json").exists()
+    assert "**Seeds 2 and 3**" in report.read_text()
+
+
 def test_a_claim_that_cannot_run_here_is_reported_as_skipped(tmp_path):
     out, report = tmp_path / "claims", tmp_path / "REPORT.md"
     reproduce(load_claims(["ioffe_fig1"]), "quick", None, out, report, progress=False, overrides=["data.name=idx:/nonexistent/mnist"])

@@ -76,6 +76,14 @@ def test_a_choice_made_at_one_value_of_an_axis_holds_for_all_its_values():
     assert points == {(a, "none", 0.01) for a in (0.1, 1.0, 10.0)} | {(a, "batch", 0.1) for a in (0.1, 1.0, 10.0)}
 
 
+def test_only_the_tuning_seeds_count_and_only_an_accuracy_can_decide():
+    tune = Tune(values=(0.01, 0.1), seeds=(100,))
+    runs = _runs([("batch", 0.01, 100, "done", 0.8), ("batch", 0.1, 100, "done", 0.7), ("batch", 0.1, 101, "done", 0.99)])
+    assert tuning.choose(runs, tune, ["model.norm"], chance=0.1)[0]["value"] == 0.01  # seed 101 is left from another tuning
+    with pytest.raises(ValueError, match="accuracy"):
+        Tune(values=(0.1,), by="val_loss")  # the highest loss would win
+
+
 def test_tuning_seeds_stay_apart_from_the_confirmation_seeds():
     with pytest.raises(ValueError, match=">= 100"):
         Tune(values=(0.1,), seeds=(0, 1, 2))
