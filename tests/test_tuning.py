@@ -103,13 +103,15 @@ def test_a_tuned_claim_confirms_each_arms_choice_and_other_seeds_reuse_the_tunin
     reproduce([claim], "quick", [0, 1], out, report, progress=False, overrides=tiny, execution={"workers": 1})
     tuned = bnlab.load_results(out / "deep_cnn.tuning")
     assert sorted(tuned.runs["config.seed"].unique()) == list(claim.tune.seeds)
-    assert len(tuned.runs) == len(claim.tune.seeds) * len(claim.tune.values) * 2
-    chosen = tuning.choose(tuned.runs, claim.tune, ["model.norm"], chance=0.1)
+    axes = ["model.init", "model.norm"]
+    chosen = tuning.choose(tuned.runs, claim.tune, axes, chance=0.1)
+    assert len(tuned.runs) == len(claim.tune.seeds) * len(claim.tune.values) * len(chosen) and len(chosen) == 4
     record = json.loads((out / "deep_cnn.seeds-0-1" / "claim.json").read_text())["tuned"]
     assert [(c["arm"], c["value"]) for c in record["chosen"]] == [(c["arm"], c["value"]) for c in chosen]
     confirmed = bnlab.load_results(out / "deep_cnn.seeds-0-1").runs
     for c in chosen:  # each arm at its choice and at the standard lr, on the confirmation seeds only
-        lrs = set(confirmed[confirmed["config.model.norm"] == c["arm"]["model.norm"]]["config.optim.lr"])
+        arm = (confirmed["config.model.norm"] == c["arm"]["model.norm"]) & (confirmed["config.model.init"] == c["arm"]["model.init"])
+        lrs = set(confirmed[arm]["config.optim.lr"])
         assert lrs == {c["value"], *claim.tune.also}
     assert set(confirmed["config.seed"]) == {0, 1}
     reproduce([claim], "quick", [2, 3], out, report, progress=False, overrides=tiny, execution={"workers": 1})
