@@ -45,7 +45,7 @@ def listed(values, unit: str = "") -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _hashable(v: Any) -> Any:
+def hashable(v: Any) -> Any:
     return tuple(v) if isinstance(v, list) else v
 
 
@@ -56,7 +56,7 @@ def values(runs: pd.DataFrame, key: str) -> list:
     for v in runs[f"config.{key}"]:
         if isinstance(v, float) and math.isnan(v):
             v = None
-        seen.setdefault(_hashable(v), v)
+        seen.setdefault(hashable(v), v)
     present = [v for v in seen.values() if v is not None]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         present = sorted(present)

@@ -54,16 +54,10 @@ def steps_to_target(metrics, run_id: str, goal: float) -> float:
     return float(hit["step"].iloc[0]) if len(hit) else float("inf")
 
 
-def per_round_ratio(timing: dict, a: str, b: str) -> stats.Interval:
+def per_round_ratio(timing: dict, a: str, b: str, key: str = "seconds_per_step") -> stats.Interval:
     """The median over rounds of (seconds per step of a / of b), each ratio taken within one round,
     with its exact interval (order statistics: a round slowed by the machine cannot move it far)."""
-    sa, sb = timing["seconds_per_step"][a], timing["seconds_per_step"][b]
-    return stats.median_interval([x / y for x, y in zip(sa, sb)])
-
-
-def per_round_call_ratio(timing: dict, a: str, b: str) -> stats.Interval:
-    """As per_round_ratio, for interleaved call timings (seconds_per_call)."""
-    sa, sb = timing["seconds_per_call"][a], timing["seconds_per_call"][b]
+    sa, sb = timing[key][a], timing[key][b]
     return stats.median_interval([x / y for x, y in zip(sa, sb)])
 
 
@@ -183,8 +177,8 @@ def analyse(results, measurements) -> Finding:
             f"inference (reported, not judged) at width {TIMED_WIDTH}, batch {INFERENCE_BATCH}, median of {infer['rounds']} interleaved "
             "rounds: "
             + ", ".join(f"{n} {1e6 * float(np.median(infer['seconds_per_call'][n])):.0f} us" for n in infer["arms"])
-            + f"; unfolded BN / none {per_round_call_ratio(infer, 'batch', 'none').format(3, signed=False)}, folded BN / none "
-            f"{per_round_call_ratio(infer, 'folded', 'none').format(3, signed=False)}"
+            + f"; unfolded BN / none {per_round_ratio(infer, 'batch', 'none', 'seconds_per_call').format(3, signed=False)}, folded BN / none "
+            f"{per_round_ratio(infer, 'folded', 'none', 'seconds_per_call').format(3, signed=False)}"
         )
     for m in measurements.get("inference_cnn", []):
         details.append(

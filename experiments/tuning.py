@@ -39,10 +39,6 @@ class Tune:
             raise ValueError(f"Tune.by must be an accuracy (val_acc, ...), got {self.by!r}")
 
 
-def _hashable(v: Any) -> Any:
-    return tuple(v) if isinstance(v, list) else v
-
-
 def folder(out: Path, name: str) -> Path:
     return out / f"{name}.tuning"
 
@@ -71,7 +67,7 @@ def choose(runs, tune: Tune, axes: list[str], chance: float) -> list[dict]:
     arms: dict[tuple, dict] = {}
     runs = runs[runs["config.seed"].isin(tune.seeds)]  # a run left from other tuning seeds does not count
     for _, r in runs.iterrows():
-        arm = tuple(_hashable(r[f"config.{a}"]) for a in axes)
+        arm = tuple(describe.hashable(r[f"config.{a}"]) for a in axes)
         score = r.get(tune.by)
         ok = r["status"] == "done" and score is not None and not (isinstance(score, float) and math.isnan(score))
         entry = arms.setdefault(arm, {"arm": {a: r[f"config.{a}"] for a in axes}, "scores": {}})
@@ -131,6 +127,6 @@ def chosen_runs(runs, tuned: dict):
     for c in tuned["chosen"]:
         match = runs[f"config.{tuned['key']}"].astype(float) == float(c["value"])
         for axis, value in c["arm"].items():
-            match &= runs[f"config.{axis}"].map(_hashable) == _hashable(value)
+            match &= runs[f"config.{axis}"].map(describe.hashable) == describe.hashable(value)
         keep |= match.to_numpy()
     return runs[keep]
