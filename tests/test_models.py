@@ -97,6 +97,31 @@ def test_reshape_max_pool_equals_flax_max_pool_and_its_gradient(shape):
     np.testing.assert_array_equal(loss(max_pool_2x2), loss(flax_pool))
 
 
+@pytest.mark.parametrize("shape", [(4, 8, 1, 3), (2, 7, 1, 2), (3, 6, 2, 2)])
+def test_one_dimensional_max_pool_equals_flax_max_pool_and_its_gradient(shape):
+    from bnlab.nn.kernels import max_pool_2x1
+
+    x = jnp.round(2 * jax.random.normal(jax.random.PRNGKey(0), shape))  # ties: the gradient must go to the first row, as Flax's
+    flax_pool = lambda a: nnx.max_pool(a, (2, 1), strides=(2, 1))  # noqa: E731
+    np.testing.assert_array_equal(max_pool_2x1(x), flax_pool(x))
+    loss = lambda pool: jax.grad(lambda a: jnp.sum(jnp.sin(pool(a)) * jnp.arange(1.0, 1.0 + a.shape[-1])))(x)  # noqa: E731
+    np.testing.assert_array_equal(loss(max_pool_2x1), loss(flax_pool))
+
+
+def test_the_cnn_reads_a_one_pixel_wide_signal_along_its_length():
+    """MNIST-1D's (40, 1, 1) signals: 3x1 kernels and 2x1 pooling, 40 -> 20 -> 10 positions."""
+    from bnlab.config.load import load, to_object
+    from bnlab.nn.models import build
+
+    cfg = to_object(load(None, ["model.name=cnn", "model.width=4", "model.depth=2", "model.norm=batch"])).model
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(5, 40, 1, 1)), jnp.float32)
+    model = build(cfg, (40, 1, 1), 10, 0)
+    assert [tuple(h.layer.kernel_size) for h in model.hidden] == [(3, 1), (3, 1)]
+    assert model.head.in_features == 10 * 8
+    logits, pres = model(x, train=True, capture=True)
+    assert logits.shape == (5, 10) and [p.shape for p in pres] == [(5, 40, 1, 4), (5, 20, 1, 8)]
+
+
 def test_max_pool_forward_mode_second_order_and_vmap_match_flax_max_pool():
     """The pool's own tangent rule serves every transformation: forward mode, the Hessian-vector
     products of the curvature probes (forward over reverse) and vmapped sweeps."""
@@ -133,11 +158,20 @@ def test_max_pool_gradients_fusion_boundary_is_cpu_only():
     assert "is_finite" not in lowered["cuda"] and "is_finite" not in lowered["tpu"]
 
 
-@pytest.mark.parametrize("shape,bias", [((3, 8, 8, 2), True), ((2, 7, 5, 3), False), ((4, 1, 1, 6), True)])
-def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias):
+@pytest.mark.parametrize(
+    "shape,bias,kernel",
+    [
+        ((3, 8, 8, 2), True, (3, 3)),
+        ((2, 7, 5, 3), False, (3, 3)),
+        ((4, 1, 1, 6), True, (3, 3)),
+        ((3, 9, 1, 2), True, (3, 1)),
+        ((2, 6, 1, 4), False, (3, 1)),
+    ],
+)
+def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias, kernel):
     from bnlab.nn.kernels import SlicedConv
 
-    kw = dict(kernel_size=(3, 3), padding="SAME", use_bias=bias, bias_init=nnx.initializers.normal(1.0))
+    kw = dict(kernel_size=kernel, padding="SAME", use_bias=bias, bias_init=nnx.initializers.normal(1.0))
     sliced, flax_conv = SlicedConv(shape[-1], 5, rngs=nnx.Rngs(0), **kw), nnx.Conv(shape[-1], 5, rngs=nnx.Rngs(0), **kw)
     np.testing.assert_array_equal(sliced.kernel.value, flax_conv.kernel.value)  # same parameters, same initialisation
     x = jnp.asarray(np.random.default_rng(1).normal(size=shape), jnp.float32)
@@ -165,7 +199,7 @@ def test_sliced_convolution_equals_flax_conv_and_its_gradients(shape, bias):
 def test_sliced_convolution_refuses_what_it_does_not_compute(kw, wrong):
     from bnlab.nn.kernels import SlicedConv
 
-    with pytest.raises(ValueError, match=f"3x3, stride-1, SAME convolution only; got {wrong}="):
+    with pytest.raises(ValueError, match=f"3x3 or 3x1, stride-1, SAME convolution only; got {wrong}="):
         SlicedConv(2, 4, rngs=nnx.Rngs(0), **kw)
 
 

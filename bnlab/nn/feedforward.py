@@ -20,7 +20,7 @@ from flax import nnx
 from ..config.schema import ModelConfig
 from .activations import ACTIVATIONS
 from .initializers import kernel_init
-from .kernels import conv_3x3, pool_2x2
+from .kernels import conv, pool
 from .norms import NORMS
 from .traced import TakesNumbers
 
@@ -82,34 +82,37 @@ class MLP(nnx.Module):
 
 class CNN(nnx.Module):
     """Small VGG-style net: `depth` stages of `convs_per_stage` 3x3 convs (width * 2**stage channels),
-    each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier."""
+    each stage ending in 2x2 max pooling while the image is larger than 1 pixel, then a linear classifier.
+    A one-pixel-wide image is a 1-D signal (MNIST-1D): 3x1 convs and 2x1 pooling along its length."""
 
     def __init__(self, image_shape: tuple[int, int, int], num_classes: int, cfg: ModelConfig, rngs: nnx.Rngs):
         norm = NORMS.get(cfg.norm)
         init = kernel_init(cfg)
         h, w, channels = image_shape
+        one_d = w == 1 and h > 1
+        kernel, self.window = ((3, 1), (2, 1)) if one_d else ((3, 3), (2, 2))
         self.hidden = nnx.List()
         self.pool_after: list[bool] = []
         for stage in range(cfg.depth):
             out = cfg.width * 2**stage
             for i in range(cfg.convs_per_stage):
-                conv = conv_3x3(channels, out, use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
-                self.hidden.append(Hidden(conv, norm.build(out, True, cfg, rngs), cfg))
+                layer = conv(channels, out, kernel, use_bias=not norm.absorbs_bias, kernel_init=init, rngs=rngs)
+                self.hidden.append(Hidden(layer, norm.build(out, True, cfg, rngs), cfg))
                 channels = out
                 last = i == cfg.convs_per_stage - 1
-                pool = last and h > 1 and w > 1
-                self.pool_after.append(pool)
-                if pool:
-                    h, w = h // 2, w // 2
+                pooled = last and h > 1 and (w > 1 or one_d)
+                self.pool_after.append(pooled)
+                if pooled:
+                    h, w = h // self.window[0], w // self.window[1]
         self.head = nnx.Linear(h * w * channels, num_classes, kernel_init=init, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool, rng: jax.Array | None = None, capture: bool = False):
         pres = []
-        for layer, pool, key in zip(self.hidden, self.pool_after, _split_key(rng, len(self.hidden))):
+        for layer, pooled, key in zip(self.hidden, self.pool_after, _split_key(rng, len(self.hidden))):
             x, pre = layer(x, train=train, rng=key, linear=capture == "linear")
             pres.append(pre)
-            if pool:
-                x = pool_2x2(x)
+            if pooled:
+                x = pool(x, self.window)
         logits = self.head(x.reshape((x.shape[0], -1)))
         return (logits, pres) if capture else logits
 

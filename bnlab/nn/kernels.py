@@ -1,5 +1,6 @@
 """The CPU kernels of the conv net: a 3x3 convolution as one matmul of shifted slices, and 2x2 max
-pooling whose gradient avoids XLA's select-and-scatter. Both give `nnx.Conv`'s and `nnx.max_pool`'s
+pooling whose gradient avoids XLA's select-and-scatter; on a one-pixel-wide image (a 1-D signal
+such as MNIST-1D, stored as height x 1) the same with a 3x1 kernel and 2x1 pooling. Both give `nnx.Conv`'s and `nnx.max_pool`'s
 values and gradients (tested against them); they exist because XLA's CPU backend runs them faster
 (benchmarks/cnn_conv.py). `BNLAB_PLAIN_XLA=1` in the environment trains with the plain
 `nnx.Conv` and `nnx.max_pool` instead (and no extra XLA options: train.xla_options).
@@ -74,9 +75,22 @@ def max_pool_2x2(x: jax.Array) -> jax.Array:
     return _max_pool_windows(x[:, : h // 2 * 2, : w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c))
 
 
+def max_pool_2x1(x: jax.Array) -> jax.Array:
+    """Max pooling of windows of 2 along the height (a 1-D signal) with stride 2, an odd last row
+    dropped: `nnx.max_pool`'s values and gradient, which on a tie goes to the first row as here."""
+    n, h, w, c = x.shape
+    pairs = x[:, : h // 2 * 2].reshape(n, h // 2, 2, w, c)
+    first, second = pairs[:, :, 0], pairs[:, :, 1]
+    return jnp.where(first >= second, first, second)
+
+
+KERNELS = ((3, 3), (3, 1))  # what SlicedConv computes: 3x3 on images, 3x1 along a 1-D signal
+
+
 class SlicedConv(nnx.Conv):
-    """A 3x3, stride-1, SAME convolution computed as the 9 shifted slices of the zero-padded input,
-    concatenated on the channel axis, times the kernel as one (9 c_in, c_out) matrix. Same
+    """A 3x3 (or 3x1), stride-1, SAME convolution computed as the 9 (or 3) shifted slices of the
+    zero-padded input, concatenated on the channel axis, times the kernel as one (9 c_in, c_out)
+    matrix. Same
     parameters, initialisation and values as `nnx.Conv` (tested against it), but on a CPU XLA
     runs this matmul faster than its own convolution and that convolution's backward pass
     (benchmarks/cnn_conv.py). Anything else is refused: it computes no other convolution."""
@@ -88,7 +102,7 @@ class SlicedConv(nnx.Conv):
             return v is None or v == 1 or (isinstance(v, (tuple, list)) and all(e == 1 for e in v))
 
         checks = [
-            ("kernel_size", tuple(self.kernel_size) == (3, 3), "(3, 3)"),
+            ("kernel_size", tuple(self.kernel_size) in KERNELS, "(3, 3) or (3, 1)"),
             ("strides", ones(self.strides), "1"),
             ("padding", self.padding == "SAME", "'SAME'"),
             ("input_dilation", ones(self.input_dilation), "1"),
@@ -97,24 +111,29 @@ class SlicedConv(nnx.Conv):
         ]
         bad = [f"{name}={getattr(self, name)!r} (allowed: {allowed})" for name, ok, allowed in checks if not ok]
         if bad:
-            raise ValueError(f"SlicedConv computes a 3x3, stride-1, SAME convolution only; got {', '.join(bad)}: use nnx.Conv")
+            raise ValueError(f"SlicedConv computes a 3x3 or 3x1, stride-1, SAME convolution only; got {', '.join(bad)}: use nnx.Conv")
 
     def __call__(self, x: jax.Array) -> jax.Array:
         n, h, w, c = x.shape
-        padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-        patches = jnp.concatenate([padded[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], axis=-1)
-        y = patches.reshape(n * h * w, 9 * c) @ self.kernel.value.reshape(9 * c, -1)
+        kh, kw = self.kernel_size
+        padded = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+        patches = jnp.concatenate([padded[:, i : i + h, j : j + w, :] for i in range(kh) for j in range(kw)], axis=-1)
+        y = patches.reshape(n * h * w, kh * kw * c) @ self.kernel.value.reshape(kh * kw * c, -1)
         if self.bias is not None:
             y = y + self.bias.value
         return y.reshape(n, h, w, -1)
 
 
-def conv_3x3(in_features: int, out_features: int, **kwargs) -> nnx.Conv:
-    """The conv net's 3x3, stride-1, SAME convolution: SlicedConv, or `nnx.Conv` itself in plain mode."""
+def conv(in_features: int, out_features: int, kernel_size: tuple[int, int], **kwargs) -> nnx.Conv:
+    """The conv net's 3x3 (3x1 on a 1-D signal), stride-1, SAME convolution: SlicedConv, or `nnx.Conv`
+    itself in plain mode."""
     cls = nnx.Conv if plain() else SlicedConv
-    return cls(in_features, out_features, (3, 3), padding="SAME", **kwargs)
+    return cls(in_features, out_features, kernel_size, padding="SAME", **kwargs)
 
 
-def pool_2x2(x: jax.Array) -> jax.Array:
-    """The conv net's 2x2 max pooling: max_pool_2x2, or `nnx.max_pool` itself in plain mode."""
-    return nnx.max_pool(x, (2, 2), strides=(2, 2), padding="VALID") if plain() else max_pool_2x2(x)
+def pool(x: jax.Array, window: tuple[int, int]) -> jax.Array:
+    """The conv net's 2x2 (2x1 on a 1-D signal) max pooling with stride = window: ours, or
+    `nnx.max_pool` itself in plain mode."""
+    if plain():
+        return nnx.max_pool(x, window, strides=window, padding="VALID")
+    return max_pool_2x2(x) if window == (2, 2) else max_pool_2x1(x)

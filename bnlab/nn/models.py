@@ -31,7 +31,7 @@ MODELS.register(
 )(MLP)
 MODELS.register(
     "cnn",
-    doc="small VGG-style net: model.depth stages of model.convs_per_stage 3x3 convs, 2x2 max pooling",
+    doc="small VGG-style net: model.depth stages of model.convs_per_stage 3x3 convs, 2x2 max pooling (3x1 and 2x1 on a 1-D signal such as MNIST-1D)",
     options=FEED_FORWARD + ("convs_per_stage",),
     traced=("dropout",),
 )(CNN)
