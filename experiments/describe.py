@@ -46,6 +46,9 @@ def listed(values, unit: str = "") -> str:
 
 
 def hashable(v: Any) -> Any:
+    """A config value as a key: lists as tuples, and NaN (an unset value as a table reads it) as None."""
+    if isinstance(v, float) and math.isnan(v):
+        return None
     return tuple(v) if isinstance(v, list) else v
 
 
@@ -147,10 +150,12 @@ def model(row: pd.Series | pd.DataFrame) -> str:
 
 
 def optimiser(row: pd.Series | pd.DataFrame) -> str:
-    """'SGD lr 0.5', 'Adam lr 0.003'."""
+    """'SGD lr 0.5', 'Adam lr 0.003', 'SGD lr 0.05 x batch / 32'."""
     if isinstance(row, pd.DataFrame):
         row = row.iloc[0]
-    return f"{OPTIM_NAMES.get(row['config.optim.name'], row['config.optim.name'])} lr {number(row['config.optim.lr'])}"
+    reference = row.get("config.optim.lr_reference_batch")
+    scaled = "" if reference is None or pd.isna(reference) else f" x batch / {int(reference)} (linear scaling, Goyal et al. 2017)"
+    return f"{OPTIM_NAMES.get(row['config.optim.name'], row['config.optim.name'])} lr {number(row['config.optim.lr'])}{scaled}"
 
 
 def length(runs: pd.DataFrame) -> str:

@@ -169,33 +169,33 @@ def _grads():
 
 def test_clipping_with_keras_semantics():
     cfg = OptimConfig(name="sgd", lr=1.0, clipvalue=2.0)
-    tx, _ = optim.build(cfg, 10)
+    tx, _ = optim.build(cfg, 10, 32)
     params = jax.tree.map(jnp.zeros_like, _grads())
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(upd["l"]["kernel"], [-2.0, 2.0])
     cfg = OptimConfig(name="sgd", lr=1.0, global_clipnorm=1.3)
-    tx, _ = optim.build(cfg, 10)
+    tx, _ = optim.build(cfg, 10, 32)
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(optax.global_norm(upd), 1.3, rtol=1e-6)  # |g| = 13 -> 1.3
     # clipnorm: each variable on its own; kernel |(3,-4)| = 5 -> 2, bias |12| -> 2
     cfg = OptimConfig(name="sgd", lr=1.0, clipnorm=2.0)
-    tx, _ = optim.build(cfg, 10)
+    tx, _ = optim.build(cfg, 10, 32)
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(upd["l"]["kernel"], [-1.2, 1.6], rtol=1e-6)
     np.testing.assert_allclose(upd["l"]["bias"], [-2.0], rtol=1e-6)
     # a gradient already below the threshold is untouched
-    tx, _ = optim.build(OptimConfig(name="sgd", lr=1.0, clipnorm=100.0), 10)
+    tx, _ = optim.build(OptimConfig(name="sgd", lr=1.0, clipnorm=100.0), 10, 32)
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(upd["l"]["kernel"], [-3.0, 4.0], rtol=1e-6)
     # norm clipping happens before value clipping (Keras order)
-    tx, _ = optim.build(OptimConfig(name="sgd", lr=1.0, clipnorm=2.0, clipvalue=1.5), 10)
+    tx, _ = optim.build(OptimConfig(name="sgd", lr=1.0, clipnorm=2.0, clipvalue=1.5), 10, 32)
     upd, _ = tx.update(_grads(), tx.init(params), params)
     np.testing.assert_allclose(upd["l"]["kernel"], [-1.2, 1.5], rtol=1e-6)
 
 
 def test_weight_decay_hits_kernels_only():
     cfg = OptimConfig(name="sgd", lr=1.0, weight_decay=0.5)
-    tx, _ = optim.build(cfg, 10)
+    tx, _ = optim.build(cfg, 10, 32)
     params = {"l": {"kernel": jnp.array([2.0, 2.0]), "bias": jnp.array([2.0])}}
     zeros = jax.tree.map(jnp.zeros_like, params)
     upd, _ = tx.update(zeros, tx.init(params), params)
@@ -214,9 +214,25 @@ def test_weight_decay_hits_kernels_only():
     ],
 )
 def test_schedules(kw, checks):
-    sched = optim.schedule(OptimConfig(lr=1.0, **kw), 100)
+    sched = optim.schedule(OptimConfig(lr=1.0, **kw), 100, 32)
     for step, value in checks.items():
         assert float(sched(step)) == pytest.approx(value, abs=1e-6), step
+
+
+@pytest.mark.parametrize("kind", ["constant", "cosine"])
+def test_linear_scaling_rule_sets_the_peak_lr_from_the_batch(kind):
+    """optim.lr_reference_batch: lr x batch / reference, the whole schedule scaled (Goyal et al. 2017)."""
+    plain = optim.schedule(OptimConfig(lr=0.25, schedule=kind), 100, 8)
+    scaled = optim.schedule(OptimConfig(lr=1.0, schedule=kind, lr_reference_batch=32), 100, 8)
+    for step in (0, 30, 99):
+        assert float(scaled(step)) == pytest.approx(float(plain(step)), abs=1e-7)
+
+
+def test_a_run_with_the_linear_scaling_rule_trains_as_one_given_the_scaled_lr(tmp_path):
+    common = ["train.steps=20", "train.log_every=10", "train.batch_size=8", "model.norm=batch"]
+    scaled = metrics(run(tmp_path, common + ["optim.lr=0.4", "optim.lr_reference_batch=32"], "scaled"))
+    plain = metrics(run(tmp_path, common + ["optim.lr=0.1"], "plain"))
+    assert strip_time(scaled) == strip_time(plain)
 
 
 def test_cnn_trains_from_config(tmp_path):

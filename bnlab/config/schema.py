@@ -64,6 +64,7 @@ class ModelConfig:
 class OptimConfig:
     name: str = "sgd"  # sgd | momentum | adam
     lr: float = 0.1
+    lr_reference_batch: Optional[int] = None  # lr scaled linearly with the batch (Goyal et al. 2017): lr is the lr at this batch size
     momentum: float = 0.9  # momentum only
     nesterov: bool = False  # momentum only
     b1: float = 0.9  # adam only

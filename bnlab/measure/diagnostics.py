@@ -124,7 +124,7 @@ class Landscape(_Scheduled):
     def __init__(self, cfg: Config, program: TrainProgram):
         self.cfg = cfg.diagnostics.landscape
         multipliers = jnp.asarray(self.cfg.eta_multipliers, jnp.float32)
-        lr_at = optim.schedule(cfg.optim, program.total_steps)
+        lr_at = optim.schedule(cfg.optim, program.total_steps, program.batch_size)
         mode = self.cfg.bn_mode
 
         def measure(state: TrainState):

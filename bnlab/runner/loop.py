@@ -136,7 +136,7 @@ class _Run:
         self.phases, self.group_size = phases, group_size  # the group's phases, shared out between its runs
         self.total = shared.total_steps
         self.steps_per_epoch = shared.steps_per_epoch
-        self.lr = optim.schedule(cfg.optim, self.total)
+        self.lr = optim.schedule(cfg.optim, self.total, shared.batch_size)
         self.numbers = as_arrays(traced_numbers(cfg))
         self.evaluator = PROGRAMS.evaluator(cfg, dataset)
         measured = any(getattr(cfg.diagnostics, n).enabled for n in diagnostics.DIAGNOSTICS.names())

@@ -107,6 +107,7 @@ def validate(cfg: Config) -> None:
 
     registered(OPTIMIZERS, o.name)
     check(o.lr > 0, f"optim.lr: must be > 0, got {o.lr}")
+    check(o.lr_reference_batch is None or o.lr_reference_batch >= 1, f"optim.lr_reference_batch: must be >= 1 or null, got {o.lr_reference_batch}")
     check(0 <= o.momentum < 1, f"optim.momentum: must be in [0, 1), got {o.momentum}")
     check(0 <= o.b1 < 1 and 0 <= o.b2 < 1, f"optim.b1, optim.b2: must be in [0, 1), got {o.b1}, {o.b2}")
     check(o.schedule in SCHEDULES, f"optim.schedule: unknown {o.schedule!r}; allowed: {', '.join(SCHEDULES)}")

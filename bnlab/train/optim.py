@@ -54,25 +54,32 @@ def adam(cfg: OptimConfig, lr: optax.Schedule) -> optax.GradientTransformation:
     return optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay, mask=kernels_only)
 
 
-def schedule(cfg: OptimConfig, total_steps: int) -> optax.Schedule:
+def peak_lr(cfg: OptimConfig, batch_size: int):
+    """optim.lr, or with optim.lr_reference_batch set, optim.lr x batch / reference: Goyal et al.'s
+    (2017, §2.1) linear scaling rule, which keeps equal epochs at different batches comparable."""
+    return cfg.lr if cfg.lr_reference_batch is None else cfg.lr * (batch_size / cfg.lr_reference_batch)
+
+
+def schedule(cfg: OptimConfig, total_steps: int, batch_size: int) -> optax.Schedule:
     decay_steps = max(total_steps - cfg.warmup_steps, 1)
+    peak = peak_lr(cfg, batch_size)
     if cfg.schedule == "constant":
-        main = optax.constant_schedule(cfg.lr)
+        main = optax.constant_schedule(peak)
     elif cfg.schedule == "cosine":
-        main = optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=cfg.final_lr_fraction)
+        main = optax.cosine_decay_schedule(peak, decay_steps, alpha=cfg.final_lr_fraction)
     elif cfg.schedule == "linear":
-        main = optax.linear_schedule(cfg.lr, cfg.lr * cfg.final_lr_fraction, decay_steps)
+        main = optax.linear_schedule(peak, peak * cfg.final_lr_fraction, decay_steps)
     elif cfg.schedule == "step":
         # optax.piecewise_constant_schedule's semantics (factor applies from its boundary on), written
         # out because optax checks the factors' signs in Python, which a traced factor cannot answer
         boundaries = jnp.asarray(sorted({int(b * decay_steps) for b in cfg.decay_boundaries}), jnp.int32)
-        lr, factor = cfg.lr, cfg.decay_factor
+        lr, factor = peak, cfg.decay_factor
         main = lambda count: lr * factor ** jnp.sum(count >= boundaries)  # noqa: E731
     else:  # validated in runner.validate
         raise AssertionError(cfg.schedule)
     if cfg.warmup_steps == 0:
         return main
-    warmup = optax.linear_schedule(0.0, cfg.lr, cfg.warmup_steps)
+    warmup = optax.linear_schedule(0.0, peak, cfg.warmup_steps)
     return optax.join_schedules([warmup, main], [cfg.warmup_steps])
 
 
@@ -90,8 +97,8 @@ def clip_by_variable_norm(max_norm: float) -> optax.GradientTransformation:
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 
 
-def build(cfg: OptimConfig, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    lr = schedule(cfg, total_steps)
+def build(cfg: OptimConfig, total_steps: int, batch_size: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    lr = schedule(cfg, total_steps, batch_size)
     parts: list[optax.GradientTransformation] = []
     if cfg.clipnorm is not None:
         parts.append(clip_by_variable_norm(cfg.clipnorm))

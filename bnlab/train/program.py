@@ -42,7 +42,7 @@ class TrainProgram:
         self.batch_size = self.num_train if cfg.train.full_batch else cfg.train.batch_size
         self.steps_per_epoch = self.num_train // self.batch_size
         self.total_steps = total_steps(cfg, self.num_train)
-        self.tx, _ = optim.build(cfg.optim, self.total_steps)  # each run logs its own schedule
+        self.tx, _ = optim.build(cfg.optim, self.total_steps, self.batch_size)  # each run logs its own schedule
         self.numbers = as_arrays(traced_numbers(cfg))  # this config's; runs of the same structure pass theirs
         self.x_train = jnp.asarray(dataset.x_train)
         self.y_train = jnp.asarray(dataset.y_train)
@@ -75,7 +75,7 @@ class TrainProgram:
     def tx_with(self, optimizer_numbers: dict[str, Any]) -> optax.GradientTransformation:
         """This program's optimiser with its numbers replaced (traced values: one compilation serves
         every learning rate, momentum, ...)."""
-        return optim.build(dataclasses.replace(self.cfg.optim, **optimizer_numbers), self.total_steps)[0]
+        return optim.build(dataclasses.replace(self.cfg.optim, **optimizer_numbers), self.total_steps, self.batch_size)[0]
 
     def _optimizer_step(self, st: TrainState, perm, x_train, y_train, numbers, i, sums, first_bad):
         """One update on the batch of step st.step (from the epoch permutation `perm`) with the run's
