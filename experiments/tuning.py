@@ -70,7 +70,7 @@ def choose(runs, tune: Tune, axes: list[str], chance: float) -> list[dict]:
         arm = tuple(describe.hashable(r[f"config.{a}"]) for a in axes)
         score = r.get(tune.by)
         ok = r["status"] == "done" and score is not None and not (isinstance(score, float) and math.isnan(score))
-        entry = arms.setdefault(arm, {"arm": {a: r[f"config.{a}"] for a in axes}, "scores": {}})
+        entry = arms.setdefault(arm, {"arm": {a: _unset_as_none(r[f"config.{a}"]) for a in axes}, "scores": {}})
         entry["scores"].setdefault(float(r[f"config.{tune.key}"]), []).append(float(score) if ok else chance)
     chosen = []
     for entry in arms.values():
@@ -78,6 +78,11 @@ def choose(runs, tune: Tune, axes: list[str], chance: float) -> list[dict]:
         best = max(means, key=lambda v: (means[v], -tune.values.index(v)))
         chosen.append({"arm": entry["arm"], "value": best, "means": {str(v): round(m, 6) for v, m in means.items()}})
     return chosen
+
+
+def _unset_as_none(v):
+    """An unset config value (null) as the config has it: the runs table reads it as NaN."""
+    return None if isinstance(v, float) and math.isnan(v) else v
 
 
 def confirmation(cfg, tune: Tune, chosen: list[dict], seeds: list[int]) -> dict:
@@ -127,6 +132,7 @@ def chosen_runs(runs, tuned: dict):
     for c in tuned["chosen"]:
         match = runs[f"config.{tuned['key']}"].astype(float) == float(c["value"])
         for axis, value in c["arm"].items():
-            match &= runs[f"config.{axis}"].map(describe.hashable) == describe.hashable(value)
+            wanted = describe.hashable(value)
+            match &= runs[f"config.{axis}"].map(lambda v, wanted=wanted: describe.hashable(v) == wanted)  # None == None, as pandas' == is not
         keep |= match.to_numpy()
     return runs[keep]

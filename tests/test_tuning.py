@@ -60,6 +60,30 @@ def test_the_confirmation_sweep_runs_each_arm_at_its_choice_and_at_the_kept_valu
     assert sorted(zip(kept["config.model.norm"], kept["config.optim.lr"])) == [("batch", 0.1), ("batch", 0.1), ("none", 0.01), ("none", 0.01)]
 
 
+def test_an_arm_told_apart_by_an_unset_value_keeps_it_unset():
+    """Claim 18's arms differ in which clipping is set (null elsewhere); the runs table reads null as NaN,
+    which must go back into the confirmation sweep as null and match the runs it made."""
+    import math
+
+    from bnlab.config.load import load
+    from bnlab.config.sweep import expand
+
+    nan = math.nan
+    rows = [(clip, lr, 100, "done", acc) for clip, lr, acc in ((nan, 0.01, 0.5), (nan, 0.1, 0.2), (1.0, 0.01, 0.3), (1.0, 0.1, 0.6))]
+    runs = pd.DataFrame(rows, columns=["config.optim.global_clipnorm", "config.optim.lr", "config.seed", "status", "val_acc"])
+    tune = Tune(values=(0.01, 0.1), seeds=(100,))
+    chosen = tuning.choose(runs, tune, ["optim.global_clipnorm"], chance=0.1)
+    assert [(c["arm"]["optim.global_clipnorm"], c["value"]) for c in chosen] == [(None, 0.01), (1.0, 0.1)]
+    cfg = load({"name": "t", "train": {"steps": 10}, "sweep": {"zip": {"optim.global_clipnorm": [None, 1.0]}, "grid": {"seed": [0]}}})
+    points = sorted(((s.config.optim.global_clipnorm or 0.0), s.config.optim.lr) for s in expand(load(tuning.confirmation(cfg, tune, chosen, [0]))))
+    assert points == [(0.0, 0.01), (1.0, 0.1)]
+    confirmed = pd.DataFrame(
+        [(nan, 0.01, 0), (1.0, 0.1, 0), (nan, 0.1, 0)], columns=["config.optim.global_clipnorm", "config.optim.lr", "config.seed"]
+    )
+    kept = tuning.chosen_runs(confirmed, tuning.record(tune, chosen))
+    assert list(kept["config.optim.lr"]) == [0.01, 0.1]
+
+
 def test_a_choice_made_at_one_value_of_an_axis_holds_for_all_its_values():
     from bnlab.config.load import load
     from bnlab.config.sweep import expand
