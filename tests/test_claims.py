@@ -157,7 +157,7 @@ ALLOWED = [
     r"\b(19|20)\d\d(-\d\d-\d\d)?\b",  # years and dates
     r"§\s?\d+(\.\d+)*",
     r"\b(Fig\.|Figure|Figures|Table|Algorithm|Alg\.|Def\.|App\.|Section)\s+[A-Z]?\.?\d+(\.\d+)*(\s*(and|,)\s*\d\b)*",
-    r"MNIST-1D|CIFAR-10|ResNet-\d+|text8|log10|1 - cos|2/lr|1/a²?|1/\(1 - m\)|\(1 - momentum\)|15-85|\blog\(1/|x-hat|N\^tr_BN",
+    r"MNIST-1D|CIFAR-10|ResNet-\d+|text8|log10|log2|1 - cos|2/lr|1/a²?|1/\(1 - m\)|\(1 - momentum\)|15-85|\blog\(1/|x-hat|N\^tr_BN",
     r"\b[Vv]ersion \d+|\b[Cc]laims? \d+|\bl2\b|\|\|\^2|\b3x3\b|\b8x8\b|\b100%",  # names: a rule's version, a claim, a norm, a square
     r"(?<![\d.])[01](?![\d.])",  # 0 and 1: above 0, learning rate 0, 1 - cos, layer 1
     r"\d+(\.\d+)?e[+-]?\d+",  # never allowed: caught below as a number
