@@ -12,6 +12,7 @@ MNIST_T10K = ROOT.parent / "shared" / "data" / "mnist-t10k"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
 # a private compilation cache per test session keeps tests independent of a user's cache
 os.environ.setdefault("BNLAB_JAX_CACHE", str(Path(os.environ.get("PYTEST_CACHE_BASE", "/tmp")) / "bnlab-test-jax-cache"))
+os.environ.setdefault("BNLAB_DATA_CACHE", str(Path(os.environ.get("PYTEST_CACHE_BASE", "/tmp")) / "bnlab-test-data-cache"))
 
 
 def pytest_sessionstart(session):

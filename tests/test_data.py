@@ -201,6 +201,30 @@ def test_mnist1d_from_its_own_generator():
     assert small.sizes() == {"train": 400, "val": 0, "test": 100}
 
 
+def test_mnist1d_is_generated_once_and_read_back_from_its_file(tmp_path, monkeypatch):
+    """Generating takes seconds in every process: the first writes the set to BNLAB_DATA_CACHE, the
+    later ones read the same arrays back ('off': always generated)."""
+    pytest.importorskip("mnist1d")
+    from bnlab.data import sources
+
+    monkeypatch.setenv("BNLAB_DATA_CACHE", str(tmp_path))
+    cfg = DataConfig(name="mnist1d", mnist1d_samples=300)
+    first = sources.load_mnist1d("", cfg)
+    assert len(list(tmp_path.glob("mnist1d-300-v*.npz"))) == 1 and not list(tmp_path.glob("*.tmp*"))
+
+    def again(samples):
+        raise AssertionError("generated again")
+
+    monkeypatch.setattr(sources, "_generate_mnist1d", again)
+    second = sources.load_mnist1d("", cfg)
+    for a, b in ((first.train, second.train), (first.test, second.test)):
+        np.testing.assert_array_equal(a[0], b[0])
+        np.testing.assert_array_equal(a[1], b[1])
+    monkeypatch.setenv("BNLAB_DATA_CACHE", "off")
+    with pytest.raises(AssertionError, match="generated again"):
+        sources.load_mnist1d("", cfg)
+
+
 def test_mnist1d_without_the_package_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "mnist1d.data", None)
     with pytest.raises(ConfigError, match=r"pip install 'bnlab\[claims\]'"):

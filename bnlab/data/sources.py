@@ -114,21 +114,53 @@ def load_evidence(arg: str, cfg: DataConfig) -> Source:
     return Source(train=train, test=(x_test[:, :steps], y_test), extra_tests=extra)
 
 
-@DATASETS.register("mnist1d", options=("mnist1d_samples",))
-def load_mnist1d(arg: str, cfg: DataConfig) -> Source:
-    """MNIST-1D (Greydanus & Kobak 2024): 1-D signals of the ten digits, 40 samples long, from the
-    `mnist1d` package's own generator (no download); 4,000/1,000 train/test by default."""
+def _mnist1d_cache() -> Path | None:
+    """Where generated MNIST-1D sets are kept (BNLAB_DATA_CACHE=dir, or 'off'; default ~/.cache/bnlab/data)."""
+    path = os.environ.get("BNLAB_DATA_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "bnlab", "data"))
+    return None if path.lower() in ("", "0", "off", "none") else Path(path)
+
+
+def _require_mnist1d() -> None:
     try:
-        from mnist1d.data import get_dataset_args, make_dataset
+        import mnist1d.data  # noqa: F401
     except ImportError:
         raise ConfigError("data.name: mnist1d needs the mnist1d package; pip install 'bnlab[claims]'") from None
+
+
+def _generate_mnist1d(samples: int) -> dict[str, np.ndarray]:
+    from mnist1d.data import get_dataset_args, make_dataset
+
     args = get_dataset_args()
-    args.num_samples = cfg.mnist1d_samples
+    args.num_samples = samples
     state = np.random.get_state()  # the generator seeds NumPy's global state (args.seed = 42)
     try:
         d = make_dataset(args)
     finally:
         np.random.set_state(state)
+    return {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
+
+
+@DATASETS.register("mnist1d", options=("mnist1d_samples",))
+def load_mnist1d(arg: str, cfg: DataConfig) -> Source:
+    """MNIST-1D (Greydanus & Kobak 2024): 1-D signals of the ten digits, 40 samples long, from the
+    `mnist1d` package's own generator (no download); 4,000/1,000 train/test by default. Generating
+    takes seconds per process, so each size is kept in a file after its first generation (the
+    generator is deterministic: its own seed, 42) and read back by every later process."""
+    from importlib.metadata import version
+
+    _require_mnist1d()
+    cache = _mnist1d_cache()
+    path = None if cache is None else cache / f"mnist1d-{cfg.mnist1d_samples}-v{version('mnist1d')}.npz"
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            d = {k: f[k] for k in f.files}
+    else:
+        d = _generate_mnist1d(cfg.mnist1d_samples)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, **d)
+            os.replace(tmp, path)  # atomic: a process reading it never sees half a file
 
     def signals(x: np.ndarray) -> np.ndarray:  # (N, 40) -> (N, 40, 1, 1): length as height
         return x.astype(np.float32)[:, :, None, None]
