@@ -74,6 +74,35 @@ def test_shared_bn_leaves_the_zero_hidden_state_at_t0_out_of_its_statistics():
     np.testing.assert_allclose(stats["norm_h"]["norm"]["var"], 0.5 + 0.5 * zh.var(0), rtol=1e-4, atol=1e-5)
 
 
+def test_lstm_with_shared_bn_in_training_mode_matches_a_manual_loop():
+    """The scanned layer against the textbook loop: batch statistics at every step on both paths and
+    the cell, β for the hidden path at t = 0, and the running averages updated step by step in order."""
+    m, p = build("lstm", norm="batch", bn_momentum=0.5)
+    x = np.random.default_rng(4).normal(size=(16, 4, 3, 1)).astype(np.float32)
+    logits = m(jnp.asarray(x), train=True)
+    L = p["hidden"][0]
+    wx, wh, b = (np.asarray(v, np.float64) for v in (L["x"]["kernel"], L["h"]["kernel"], L["bias"]))
+    running = {k: [np.zeros(w), np.ones(w)] for k, w in (("norm_x", 20), ("norm_h", 20), ("norm_c", 5))}
+
+    def bn(z, key):
+        mean, var = z.mean(0), z.var(0)
+        running[key] = [0.5 * running[key][0] + 0.5 * mean, 0.5 * running[key][1] + 0.5 * var]
+        gamma, beta = (np.asarray(L[key]["norm"][k], np.float64) for k in ("scale", "bias"))
+        return (z - mean) / np.sqrt(var + 1e-5) * gamma + beta
+
+    h = c = np.zeros((16, 5))
+    for t in range(4):
+        hidden = np.asarray(L["norm_h"]["norm"]["bias"], np.float64) if t == 0 else bn(h @ wh, "norm_h")
+        i, f, g, o = np.split(bn(x[:, t].reshape(16, 3) @ wx, "norm_x") + hidden + b, 4, axis=-1)
+        c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+        h = sigmoid(o) * np.tanh(bn(c, "norm_c"))
+    np.testing.assert_allclose(logits, h @ np.asarray(p["head"]["kernel"]) + np.asarray(p["head"]["bias"]), rtol=1e-4, atol=1e-5)
+    stats = nnx.to_pure_dict(nnx.state(m, nnx.BatchStat))["hidden"][0]
+    for key, (mean, var) in running.items():
+        np.testing.assert_allclose(stats[key]["norm"]["mean"], mean, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats[key]["norm"]["var"], var, rtol=1e-4, atol=1e-5)
+
+
 def test_lstm_normalises_its_cell_whenever_a_norm_is_set():
     m, _ = build("lstm", norm="layer", rnn_norm_paths="input")
     params = nnx.to_pure_dict(nnx.state(m, nnx.Param))["hidden"][0]

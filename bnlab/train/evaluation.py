@@ -28,7 +28,7 @@ def _step_stats(intermediates: Any, path: tuple = ()):
     """(path of the module, (T, 2, features) array) for every module that sowed its per-step statistics."""
     for key, value in intermediates.items():
         if key == "step_stats":
-            yield path, jnp.stack(value)
+            yield path, jnp.concatenate(value)
         elif isinstance(value, dict):
             yield from _step_stats(value, path + (key,))
 
