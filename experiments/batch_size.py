@@ -108,8 +108,10 @@ def analyse(results, measurements) -> Finding:
             details.append(f"{model}, batch with population statistics: " + " / ".join(f"{pop[b].mean():.1f}" for b in batches))
         rows = runs[runs["config.model.name"] == model]
         loss = rows.groupby(["config.model.norm", "config.train.batch_size"])["train_loss"].mean()
+        every = int(describe.one(rows, "train.log_every"))
         details.append(
-            f"{model}: final training loss at batch {' / '.join(map(str, batches))}: "
+            f"{model}: mean training loss over each run's last {every:,} steps (its whole run where shorter) at batch "
+            f"{' / '.join(map(str, batches))}: "
             + "; ".join(f"{n} " + " / ".join(f"{loss.get((n, b), float('nan')):.2f}" for b in batches) for n in norms)
         )
         drop = {n: table[n][REFERENCE] - table[n][min(batches)] for n in norms}

@@ -100,8 +100,9 @@ def analyse(results, measurements) -> Finding:
     ratios = peak_over_median(results, fixed, "no clipping")
     explodes = sum(r >= EXPLODES for r in ratios)
     details = [
-        f"the premise, at lr {describe.number(TUNE.also[0])} without clipping: the largest logged gradient norm is at least {EXPLODES:g}x "
-        f"its median in {explodes} of {len(ratios)} runs (median ratio {np.nanmedian(ratios):.1f}x)",
+        f"the premise, at lr {describe.number(TUNE.also[0])} without clipping: the largest logged gradient norm (each a mean over "
+        f"{describe.one(runs, 'train.log_every')} steps, which dilutes a one-step spike) is at least {EXPLODES:g}x its median in "
+        f"{explodes} of {len(ratios)} runs (median ratio {np.nanmedian(ratios):.1f}x)",
         "reported, not judged, each arm at its own lr against no clipping: "
         + "; ".join(f"{a} {stats.paired(acc['no clipping'], acc[a]).format(1, unit=' pt')}" for a in ARMS[1:] if a != "by global norm"),
         f"every arm at lr {describe.number(TUNE.also[0])}: "
