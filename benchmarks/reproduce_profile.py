@@ -30,9 +30,10 @@ COLUMNS = ("setup", "compile", "train", "evaluate", "diagnostics", "write")
 def claim_profile(folder: Path, workers: int) -> dict:
     import bnlab
     from experiments import load_claims
+    from experiments.report import read_measurements
 
     record = json.loads((folder / "claim.json").read_text())
-    measurements = json.loads((folder / "measurements.json").read_text()) if (folder / "measurements.json").exists() else {}
+    measurements = read_measurements(folder, record)
     row = dict.fromkeys(COLUMNS, 0.0)
     row.update(runs=0, programs=0.0, profiled=0)
     for status_path in sorted((folder / "runs").glob("*/status.json")):

@@ -19,15 +19,21 @@ def _folders(out: Path, claim: Claim) -> list[Path]:
     return main + sorted(p for p in out.glob(f"{claim.name}.seeds-*") if (p / "claim.json").exists())
 
 
+def read_measurements(folder: Path, record: dict) -> dict:
+    """A claim folder's measurements as its analysis takes them: a tuned claim's lr choice among them."""
+    path = folder / "measurements.json"
+    measurements = json.loads(path.read_text()) if path.exists() else {}
+    if "tuned" in record:
+        measurements["tuned"] = record["tuned"]
+    return measurements
+
+
 def analyse_folder(claim: Claim, folder: Path):
     """Read one folder, draw its figure, and analyse it: (record, results, measurements, finding)."""
     import bnlab
 
     record = json.loads((folder / "claim.json").read_text())
-    path = folder / "measurements.json"
-    measurements = json.loads(path.read_text()) if path.exists() else {}
-    if "tuned" in record:  # a claim that tunes each arm's lr reads the choice with its measurements
-        measurements["tuned"] = record["tuned"]
+    measurements = read_measurements(folder, record)
     results = bnlab.load_results(folder)
     claim.figure(results, measurements, folder / "figure.png")
     return record, results, measurements, claim.analyse(results, measurements)
