@@ -28,13 +28,12 @@ from bnlab.train.vectorized import VectorizedProgram, stack
 
 MNIST1D = DataConfig(name="mnist1d")
 DIGITS = DataConfig(name="digits")
-EVIDENCE = DataConfig(name="evidence", synthetic_shape=[20, 8, 1], synthetic_size=5000)
 STRUCTURES = {  # the claims' typical nets
     "mlp_sigmoid": (MNIST1D, ModelConfig(name="mlp", depth=3, width=100, activation="sigmoid", norm="batch"), 64),
     "mlp_deep": (MNIST1D, ModelConfig(name="mlp", depth=12, width=100, activation="sigmoid", norm="batch"), 64),
     "mlp_wide": (MNIST1D, ModelConfig(name="mlp", depth=3, width=256, activation="relu", norm="batch"), 16),
     "cnn_digits": (DIGITS, ModelConfig(name="cnn", depth=2, width=16, activation="relu", norm="batch"), 8),
-    "lstm": (EVIDENCE, ModelConfig(name="lstm", depth=1, width=64, activation="tanh", norm="layer"), 32),
+    "lstm": (MNIST1D, ModelConfig(name="lstm", depth=1, width=64, activation="tanh", norm="layer", rnn_norm_paths="hidden"), 32),
 }
 
 

@@ -80,8 +80,8 @@ def analyse(results, measurements) -> Finding:
         ),
     )
     details = [
-        "final test accuracy (%), mean over seeds: "
-        + ", ".join(f"{_arm({'model.norm': n})} {acc[n].mean():.1f}" for n in NORMS)
+        "final test accuracy (%), mean over seeds (lowest-highest seed): "
+        + ", ".join(f"{_arm({'model.norm': n})} {acc[n].mean():.1f} ({acc[n].min():.1f}-{acc[n].max():.1f})" for n in NORMS)
         + " (BN arms with population statistics); with their running averages: "
         + ", ".join(f"{_arm({'model.norm': n})} {running[n].mean():.1f}" for n in running),
         f"reported, not judged: LayerNorm - BN per time step {stats.paired(acc['batch_per_step'], acc['layer']).format(1, unit=' pt')}; "

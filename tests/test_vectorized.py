@@ -80,7 +80,7 @@ def test_vectorised_divergence_is_per_run(tmp_path):
 
 
 def test_auto_follows_the_measured_rule():
-    """--vectorize auto on a CPU: worker processes beat every measured vmapped gain (at most 1.67x
+    """--vectorize auto on a CPU: worker processes beat every measured vmapped gain (at most 1.27x
     against ~1.9x for two workers); a single worker vmaps the structures whose group gained (the
     CNN, the LSTM), not the MLPs (0.97x), nor a structure never measured."""
     from bnlab.runner.vectorize_rule import VMAP_GAIN, vmap_pays

@@ -194,7 +194,7 @@ class RecurrentLayer(nnx.Module):
         """(outputs (N, T, width), pre-activations (N, T, gates*width)). Step 0 runs on its own (its
         hidden path is W_h 0 = 0: the normalised value is β, and those zeros stay out of the statistics);
         steps 1.. run in one `jax.lax.scan`, whose body is compiled once: unrolled over 40 steps, an
-        LSTM compiled 16x slower and trained 3x slower on a CPU (benchmarks/README.md). The norms only
+        LSTM compiled 5-6.5x slower and trained 1.8-3x slower on a CPU (benchmarks/README.md). The norms only
         compute inside the scan; their running averages are updated after it, step by step in order."""
         n, steps = xs.shape[0], xs.shape[1]
         zeros = jnp.zeros((n, self.width), xs.dtype)
