@@ -37,6 +37,16 @@ def slopes(table: pd.DataFrame, lo: int, hi: int) -> pd.Series:
     return table[cols].apply(lambda row: float(np.dot(x, row.to_numpy() - row.mean()) / np.dot(x, x)), axis=1)
 
 
+def last_interval(metrics, runs) -> int:
+    """Steps behind the last logged training loss of these runs (the median run): since the log before, or the whole run."""
+    spans = []
+    for rid in runs["run_id"]:
+        steps = sorted(metrics[(metrics["run_id"] == rid) & metrics["train_loss"].notna()]["step"].astype(int))
+        if steps:
+            spans.append(steps[-1] - (steps[-2] if len(steps) > 1 else 0))
+    return int(np.median(spans)) if spans else 0
+
+
 def _fit(model: str) -> str:
     lo, hi = FIT[model]
     return f"batches {lo}-{hi}"
@@ -108,16 +118,18 @@ def analyse(results, measurements) -> Finding:
             details.append(f"{model}, batch with population statistics: " + " / ".join(f"{pop[b].mean():.1f}" for b in batches))
         rows = runs[runs["config.model.name"] == model]
         loss = rows.groupby(["config.model.norm", "config.train.batch_size"])["train_loss"].mean()
-        every = int(describe.one(rows, "train.log_every"))
+        window = {b: last_interval(results.metrics, rows[rows["config.train.batch_size"] == b]) for b in batches}
         details.append(
-            f"{model}: mean training loss over each run's last {every:,} steps (its whole run where shorter) at batch "
-            f"{' / '.join(map(str, batches))}: "
+            f"{model}: mean training loss over each run's last logged interval ({' / '.join(f'{window[b]:,}' for b in batches)} steps: "
+            f"from the start of training where that is the whole run) at batch {' / '.join(map(str, batches))}: "
             + "; ".join(f"{n} " + " / ".join(f"{loss.get((n, b), float('nan')):.2f}" for b in batches) for n in norms)
         )
         drop = {n: table[n][REFERENCE] - table[n][min(batches)] for n in norms}
         details.append(
-            f"{model}: accuracy drop from batch {REFERENCE} to {min(batches)} (reported, not judged; in the MLP BN's x-hat is +-1 per unit at "
-            f"batch {DEGENERATE}): " + ", ".join(f"{n} {stats.t_interval(drop[n].to_numpy()).format(1, unit=' pt')}" for n in norms)
+            f"{model}: accuracy drop from batch {REFERENCE} to {min(batches)} (reported, not judged"
+            + (f"; BN's x-hat is +-1 per unit at batch {DEGENERATE}" if FIT[model][0] > DEGENERATE else "")
+            + "): "
+            + ", ".join(f"{n} {stats.t_interval(drop[n].to_numpy()).format(1, unit=' pt')}" for n in norms)
         )
         desc = sorted(batches, reverse=True)
         ours.append(
@@ -143,7 +155,8 @@ def analyse(results, measurements) -> Finding:
         details.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(at_edge))
     reason = (
         "; ".join(
-            f"on the {m} ({_fit(m)}) BN's accuracy falls {bn.value.estimate:+.2f} points per halving of the batch faster than GroupNorm's "
+            f"on the {m} ({_fit(m)}) BN's accuracy falls by an estimated {bn.value.estimate:+.2f} points per halving of the batch more "
+            f"than GroupNorm's "
             f"(part {bn.label} {bn.verdict}), and GroupNorm's own slope is {gn.value.estimate:+.2f} (part {gn.label} {gn.verdict})"
             for m, bn, gn in zip(models, parts[0::2], parts[1::2])
         )

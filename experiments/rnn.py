@@ -100,7 +100,8 @@ def analyse(results, measurements) -> Finding:
     reason = (
         f"LayerNorm is {diff['ln_shared'].estimate:+.1f} points from BN shared over time (part a {parts[0].verdict}) and "
         f"{diff['ln_none'].estimate:+.1f} from no normalisation (part b {parts[1].verdict}); BN per time step is "
-        f"{diff['step_none'].estimate:+.1f} from no normalisation (part c {parts[2].verdict})."
+        f"{diff['step_none'].estimate:+.1f} from no normalisation (part c {parts[2].verdict}). The two BN arms train alike and differ in "
+        "the statistics they are evaluated with, so part a weighs LayerNorm against BN evaluated with one set of statistics for every step."
     )
     ours = Ours(
         "test accuracy, LSTM without normalisation vs BN per time step (population statistics)",
