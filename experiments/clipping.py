@@ -199,7 +199,7 @@ CLAIM = Claim(
         ),
     ),
     differs="Pascanu et al. test clipping on long synthetic problems and on language models; ours is MNIST-1D read one sample per step, "
-    "with the recurrent kernel scaled beyond 1 so that the gradients explode. The thresholds of the three clippings are not matched: "
+    "with the recurrent kernel scaled beyond 1 to make the gradients explode. The thresholds of the three clippings are not matched: "
     "under SGD the largest step is lr x threshold for the global norm, lr x threshold per variable for Keras's clipnorm, and per "
     "element for clipping by value.",
 )
