@@ -144,15 +144,7 @@ def analyse(results, measurements) -> Finding:
                 + " %",
             )
         )
-    details.append(
-        f"tuning at batch {REFERENCE} (seeds {describe.seeds(tuned['seeds'])}), mean final validation accuracy per lr: "
-        + "; ".join(
-            _arm(c["arm"]) + " " + ", ".join(f"{describe.number(float(v))}: {100 * m:.1f}%" for v, m in c["means"].items()) for c in tuned["chosen"]
-        )
-    )
-    at_edge = [_arm(c["arm"]) for c in tuned["chosen"] if c["value"] in (min(TUNE.values), max(TUNE.values))]
-    if at_edge:
-        details.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(at_edge))
+    details += tuning.details(tuned, _arm, f" at batch {REFERENCE}")
     reason = (
         "; ".join(
             f"on the {m} ({_fit(m)}) BN's accuracy falls by an estimated {bn.value.estimate:+.2f} points per halving of the batch more "

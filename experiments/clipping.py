@@ -109,20 +109,18 @@ def analyse(results, measurements) -> Finding:
         + "; ".join(f"{a} {at_fixed[a].mean():.1f}%" for a in ARMS)
         + f" (by global norm - unclipped {stats.paired(at_fixed['no clipping'], at_fixed['by global norm']).format(1, unit=' pt')})",
         "final test accuracy (%) at each arm's own lr: " + ", ".join(f"{a} {acc[a].mean():.1f} (lr {describe.number(lr[a])})" for a in ARMS),
-        f"tuning (seeds {describe.seeds(tuned['seeds'])}), mean final validation accuracy per lr: "
-        + "; ".join(
-            _arm(c["arm"]) + " " + ", ".join(f"{describe.number(float(v))}: {100 * m:.1f}%" for v, m in c["means"].items()) for c in tuned["chosen"]
-        ),
+        *tuning.details(tuned, _arm),
     ]
-    at_edge = [_arm(c["arm"]) for c in tuned["chosen"] if c["value"] in (min(TUNE.values), max(TUNE.values))]
-    if at_edge:
-        details.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(at_edge))
     reason = (
         f"each at its own lr, clipping the global norm gains {gain.estimate:+.1f} points over no clipping (part a {parts[0].verdict}); "
         f"the unclipped gradient norm peaks at {EXPLODES:g}x or more its median in {explodes} of {len(ratios)} runs at lr "
         f"{describe.number(TUNE.also[0])}"
         + ("" if 2 * explodes > len(ratios) else ": the premise is not met, so clipping helped here without the gradients exploding")
-        + (f"; the unclipped arm's lr ({describe.number(lr['no clipping'])}) is at an end of its grid" if "no clipping" in at_edge else "")
+        + (
+            f"; the unclipped arm's lr ({describe.number(lr['no clipping'])}) is at an end of its grid"
+            if "no clipping" in tuning.at_edge(tuned, _arm)
+            else ""
+        )
         + "."
     )
     ours = Ours(

@@ -96,15 +96,7 @@ def analyse(results, measurements) -> Finding:
         f"and {mean['best']['none']:.1f}% at its own lr against BN's {mean['best']['batch']:.1f}%; with {_init_name(NAIVE, runs)} it "
         f"reaches {mean['naive']['none']:.1f}% at its best lr against BN's {mean['naive']['batch']:.1f}%."
     )
-    details = [
-        f"tuning (seeds {describe.seeds(tuned['seeds'])}), mean final validation accuracy per lr: "
-        + "; ".join(
-            _arm(c["arm"]) + " " + ", ".join(f"{describe.number(float(v))}: {100 * m:.1f}%" for v, m in c["means"].items()) for c in tuned["chosen"]
-        )
-    ]
-    at_edge = [_arm(c["arm"]) for c in tuned["chosen"] if c["value"] in (min(TUNE.values), max(TUNE.values))]
-    if at_edge:
-        details.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(at_edge))
+    details = tuning.details(tuned, _arm)
     ours = Ours(
         "final test accuracy of a plain deep CNN, BN / none",
         f"{describe.model(runs)}, {convs(runs)} conv layers",

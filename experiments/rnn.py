@@ -89,14 +89,8 @@ def analyse(results, measurements) -> Finding:
         f"{stats.paired(acc['batch'], acc['batch_per_step']).format(1, unit=' pt')}",
         "the two BN arms train alike (each step normalised with its own batch's statistics, γ and β shared over time); they differ only "
         "in the statistics they are evaluated with: one set for every step, or one per step",
-        f"tuning (seeds {describe.seeds(tuned['seeds'])}), mean final validation accuracy per lr: "
-        + "; ".join(
-            _arm(c["arm"]) + " " + ", ".join(f"{describe.number(float(v))}: {100 * m:.1f}%" for v, m in c["means"].items()) for c in tuned["chosen"]
-        ),
+        *tuning.details(tuned, _arm),
     ]
-    at_edge = [_arm(c["arm"]) for c in tuned["chosen"] if c["value"] in (min(TUNE.values), max(TUNE.values))]
-    if at_edge:
-        details.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(at_edge))
     reason = (
         f"LayerNorm is {diff['ln_shared'].estimate:+.1f} points from BN shared over time (part a {parts[0].verdict}) and "
         f"{diff['ln_none'].estimate:+.1f} from no normalisation (part b {parts[1].verdict}); BN per time step is "

@@ -124,6 +124,28 @@ def text(tuned: dict, arm_name) -> str:
     )
 
 
+def at_edge(tuned: dict, arm_name) -> list[str]:
+    """The arms whose chosen value is the grid's smallest or largest: a better one may lie beyond it."""
+    ends = (min(tuned["values"]), max(tuned["values"]))
+    return [arm_name(c["arm"]) for c in tuned["chosen"] if c["value"] in ends]
+
+
+def details(tuned: dict, arm_name, where: str = "") -> list[str]:
+    """The report's lines on a tuning: each arm's mean final validation accuracy per value, and the
+    arms chosen at an end of the grid. `where`: e.g. ' at batch 32'."""
+    lines = [
+        f"tuning{where} (seeds {describe.seeds(tuned['seeds'])}), mean final validation accuracy per lr: "
+        + "; ".join(
+            arm_name(c["arm"]) + " " + ", ".join(f"{describe.number(float(v))}: {100 * m:.1f}%" for v, m in c["means"].items())
+            for c in tuned["chosen"]
+        )
+    ]
+    edge = at_edge(tuned, arm_name)
+    if edge:
+        lines.append("chosen lr at an end of the grid (a better one may lie beyond it): " + ", ".join(edge))
+    return lines
+
+
 def chosen_runs(runs, tuned: dict):
     """The confirmation runs at each arm's chosen value (dropping those at the `also` values only)."""
     import numpy as np
