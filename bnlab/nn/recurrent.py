@@ -36,7 +36,18 @@ from .norms import BN_DECLARED, BN_NUMBERS, GAMMA, BatchNorm, Identity, LayerNor
 from .traced import TakesNumbers
 
 
-class PerStepBatchNorm(TakesNumbers, nnx.Module):
+class OneStepAtATime:
+    """Mixin for the norms along time: called on one step, as a test or a probe does, `step` then the
+    update of its statistics (the layers call the two apart, around their scan)."""
+
+    def __call__(self, x: jax.Array, *, t: int, train: bool) -> jax.Array:
+        y, stats = self.step(x, t, train=train)
+        if stats is not None:
+            self.update(stats[None], t)
+        return y
+
+
+class PerStepBatchNorm(OneStepAtATime, TakesNumbers, nnx.Module):
     """BN with separate statistics for each time step t < steps (Cooijmans et al. 2016)."""
 
     NUMBERS = BN_NUMBERS
@@ -70,15 +81,8 @@ class PerStepBatchNorm(TakesNumbers, nnx.Module):
         self.mean.value = self.mean.value.at[first:last].set(m * self.mean.value[first:last] + (1 - m) * stats[:, 0])
         self.var.value = self.var.value.at[first:last].set(m * self.var.value[first:last] + (1 - m) * stats[:, 1])
 
-    def __call__(self, x: jax.Array, *, t: int, train: bool) -> jax.Array:
-        """One step on its own (tests, probes): `step`, then its statistics' update."""
-        y, stats = self.step(x, t, train=train)
-        if stats is not None:
-            self.update(stats[None], t)
-        return y
 
-
-class SharedOverTime(nnx.Module):
+class SharedOverTime(OneStepAtATime, nnx.Module):
     """Adapter giving time-independent norms the per-step interface."""
 
     def __init__(self, norm: nnx.Module):
@@ -114,13 +118,6 @@ class SharedOverTime(nnx.Module):
 
         running, _ = jax.lax.scan(one, jnp.stack([self.norm.mean.value, self.norm.var.value]), stats)
         self.norm.mean.value, self.norm.var.value = running[0], running[1]
-
-    def __call__(self, x: jax.Array, *, t: int, train: bool) -> jax.Array:
-        """One step on its own (tests, probes): `step`, then its statistics' update."""
-        y, stats = self.step(x, t, train=train)
-        if stats is not None:
-            self.update(stats[None], t)
-        return y
 
 
 RnnNormBuilder = Callable[[int, int, ModelConfig, nnx.Rngs], nnx.Module]
